@@ -1,0 +1,108 @@
+"""Sizes, alignment and the helpers that look through qualifiers and typedefs."""
+
+from __future__ import annotations
+
+from btf.errors import BTFError
+from btf.types import (
+    Array,
+    Const,
+    Datasec,
+    Enum,
+    Enum64,
+    Float,
+    Int,
+    Pointer,
+    Restrict,
+    Struct,
+    Type,
+    Typedef,
+    TypeTag,
+    Union,
+    Var,
+    Volatile,
+)
+
+#: The size of a pointer on BPF.
+POINTER_SIZE = 8
+
+#: How many qualifiers/typedefs/arrays may be followed before BTF is declared cyclic
+#: (the kernel's MAX_RESOLVE_DEPTH).
+MAX_RESOLVE_DEPTH = 32
+
+_QUALIFIERS = (Const, Volatile, Restrict, TypeTag)
+
+
+def skip_qualifiers(t: Type) -> Type:
+    """``t`` without const/volatile/restrict/type-tag layers."""
+    for _ in range(MAX_RESOLVE_DEPTH):
+        if not isinstance(t, _QUALIFIERS):
+            return t
+        t = t.type
+    raise BTFError("qualifier chain too long or cyclic", type_id=t.id)
+
+
+def skip_qualifiers_and_typedefs(t: Type) -> Type:
+    """``t`` without qualifier and typedef layers: the type a value really has."""
+    for _ in range(MAX_RESOLVE_DEPTH):
+        if not isinstance(t, (*_QUALIFIERS, Typedef)):
+            return t
+        t = t.type
+    raise BTFError("typedef/qualifier chain too long or cyclic", type_id=t.id)
+
+
+def sizeof(t: Type) -> int:
+    """The size in bytes of a value of type ``t``.
+
+    ``BTFError`` for types without a size (void, functions, forward declarations) and
+    for cyclic or absurdly deep types.
+    """
+    multiplier = 1
+    for _ in range(MAX_RESOLVE_DEPTH):
+        if isinstance(t, (Int, Struct, Union, Enum, Enum64, Float, Datasec)):
+            return multiplier * t.size
+        if isinstance(t, Pointer):
+            return multiplier * POINTER_SIZE
+        if isinstance(t, Array):
+            multiplier *= t.nelems
+            t = t.type
+        elif isinstance(t, (*_QUALIFIERS, Typedef, Var)):
+            t = t.type
+        else:
+            raise BTFError(f"{t} has no size", type_id=t.id)
+    raise BTFError("type chain too long or cyclic while computing its size", type_id=t.id)
+
+
+def alignof(t: Type) -> int:
+    """The alignment in bytes of type ``t`` (1 for packed structs), like libbpf's ``btf__align_of``."""
+    for _ in range(MAX_RESOLVE_DEPTH):
+        if isinstance(t, (Int, Enum, Enum64, Float)):
+            return min(t.size, POINTER_SIZE) or 1
+        if isinstance(t, Pointer):
+            return POINTER_SIZE
+        if isinstance(t, (Array, *_QUALIFIERS, Typedef, Var)):
+            t = t.type
+        elif isinstance(t, (Struct, Union)):
+            return _composite_alignment(t)
+        else:
+            raise BTFError(f"{t} has no alignment", type_id=t.id)
+    raise BTFError("type chain too long or cyclic while computing its alignment", type_id=t.id)
+
+
+def _composite_alignment(t: Struct | Union) -> int:
+    align = 1
+    for m in t.members:
+        member_align = alignof(m.type)
+        if m.bitfield_size == 0 and m.offset % (8 * member_align):
+            return 1  # a member is misaligned: the struct is packed
+        align = max(align, member_align)
+    if t.size % align:
+        return 1  # the size is not a multiple of the alignment: packed
+    return align
+
+
+def is_packed(t: Struct | Union) -> bool:
+    """True if ``t`` can only be laid out with ``__attribute__((packed))``."""
+    natural = 1
+    for m in t.members:
+        natural = max(natural, alignof(m.type))
+    return _composite_alignment(t) == 1 and natural > 1
