@@ -29,6 +29,10 @@ POINTER_SIZE = 8
 #: (the kernel's MAX_RESOLVE_DEPTH).
 MAX_RESOLVE_DEPTH = 32
 
+#: How deeply structs/unions may contain each other by value (the kernel's own types
+#: nest 18 deep); bounds the recursion of :func:`alignof`.
+MAX_NESTING_DEPTH = 64
+
 _QUALIFIERS = (Const, Volatile, Restrict, TypeTag)
 
 
@@ -73,7 +77,16 @@ def sizeof(t: Type) -> int:
 
 
 def alignof(t: Type) -> int:
-    """The alignment in bytes of type ``t`` (1 for packed structs), like libbpf's ``btf__align_of``."""
+    """The alignment in bytes of type ``t`` (1 for packed structs), like libbpf's ``btf__align_of``.
+
+    ``BTFError`` for types without an alignment, for a struct/union that contains itself
+    by value, and for structs/unions nested more than :data:`MAX_NESTING_DEPTH` deep.
+    """
+    return _alignof(t, {}, 0)
+
+
+def _alignof(t: Type, memo: dict[int, int], depth: int) -> int:
+    """:func:`alignof`, sharing ``memo`` (see :func:`_composite_alignment`) along one walk."""
     for _ in range(MAX_RESOLVE_DEPTH):
         if isinstance(t, (Int, Enum, Enum64, Float)):
             return min(t.size, POINTER_SIZE) or 1
@@ -82,27 +95,51 @@ def alignof(t: Type) -> int:
         if isinstance(t, (Array, *_QUALIFIERS, Typedef, Var)):
             t = t.type
         elif isinstance(t, (Struct, Union)):
-            return _composite_alignment(t)
+            return _composite_alignment(t, memo, depth)
         else:
             raise BTFError(f"{t} has no alignment", type_id=t.id)
     raise BTFError("type chain too long or cyclic while computing its alignment", type_id=t.id)
 
 
-def _composite_alignment(t: Struct | Union) -> int:
+#: ``memo`` value of a struct/union whose alignment is being computed: meeting it again
+#: while walking its members means it contains itself.
+_IN_PROGRESS = 0
+
+
+def _composite_alignment(t: Struct | Union, memo: dict[int, int], depth: int) -> int:
+    """The alignment of ``t``, ``depth`` structs/unions deep in the walk.
+
+    ``memo`` maps the IDs of the structs/unions met so far in this walk to their alignment
+    (``_IN_PROGRESS`` while their members are being walked). It makes a walk linear in the
+    number of types (a struct of two copies of a struct of two copies of ... would
+    otherwise take exponential time) and turns containment cycles into ``BTFError``.
+    """
+    known = memo.get(t.id)
+    if known is not None:
+        if known == _IN_PROGRESS:
+            raise BTFError(f"{t} contains itself by value", type_id=t.id)
+        return known
+    if depth >= MAX_NESTING_DEPTH:
+        raise BTFError(f"structs/unions nested more than {MAX_NESTING_DEPTH} deep", type_id=t.id)
+    memo[t.id] = _IN_PROGRESS
     align = 1
     for m in t.members:
-        member_align = alignof(m.type)
+        member_align = _alignof(m.type, memo, depth + 1)
         if m.bitfield_size == 0 and m.offset % (8 * member_align):
-            return 1  # a member is misaligned: the struct is packed
+            align = 1  # a member is misaligned: the struct is packed
+            break
         align = max(align, member_align)
-    if t.size % align:
-        return 1  # the size is not a multiple of the alignment: packed
+    else:
+        if t.size % align:
+            align = 1  # the size is not a multiple of the alignment: packed
+    memo[t.id] = align
     return align
 
 
 def is_packed(t: Struct | Union) -> bool:
     """True if ``t`` can only be laid out with ``__attribute__((packed))``."""
+    memo: dict[int, int] = {}
     natural = 1
     for m in t.members:
-        natural = max(natural, alignof(m.type))
-    return _composite_alignment(t) == 1 and natural > 1
+        natural = max(natural, _alignof(m.type, memo, 1))
+    return _composite_alignment(t, memo, 0) == 1 and natural > 1

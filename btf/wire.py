@@ -120,9 +120,9 @@ def parse_header(data: bytes) -> Header:
             )
     if header.type_off % 4:
         raise BTFError(f"type section offset {header.type_off} is not 4-byte aligned", offset=8)
-    if header.type_off < header.str_off < header.type_off + header.type_len or (
-        header.str_off < header.type_off < header.str_off + header.str_len
-    ):
+    if (header.type_len and header.str_len
+            and header.type_off < header.str_off + header.str_len
+            and header.str_off < header.type_off + header.type_len):
         raise BTFError("type and string sections overlap", offset=8)
     return header
 
@@ -179,8 +179,13 @@ class RecordDecoder:
         if handler is None:
             raise BTFError(f"unknown kind {kind}", type_id=type_id, offset=pos)
         strings = spec.strings
-        name = (strings.cached(name_off) or strings.lookup(name_off)) if name_off else ""
-        decoded: Type = handler(spec, type_id, name, kind, info, size_type, data, pos + 12)
+        try:
+            name = (strings.cached(name_off) or strings.lookup(name_off)) if name_off else ""
+            decoded: Type = handler(spec, type_id, name, kind, info, size_type, data, pos + 12)
+        except BTFError as err:
+            if err.type_id is not None:
+                raise
+            raise _in_record(err, type_id, pos) from None
         return decoded
 
     def decode_all(
@@ -192,14 +197,20 @@ class RecordDecoder:
         cached, lookup = strings.cached, strings.lookup
         decoded: list[Type] = []
         append = decoded.append
-        for type_id, pos in enumerate(offsets, first_id):
-            name_off, info, size_type = unpack(data, pos)
-            kind = (info >> 24) & 0x1F
-            handler = dispatch[kind] if kind <= MAX_KIND else None
-            if handler is None:
-                raise BTFError(f"unknown kind {kind}", type_id=type_id, offset=pos)
-            name = (cached(name_off) or lookup(name_off)) if name_off else ""
-            append(handler(spec, type_id, name, kind, info, size_type, data, pos + 12))
+        type_id, pos = first_id, 0
+        try:  # free unless raised (3.11+), so it stays outside the loop body's hot path
+            for type_id, pos in enumerate(offsets, first_id):
+                name_off, info, size_type = unpack(data, pos)
+                kind = (info >> 24) & 0x1F
+                handler = dispatch[kind] if kind <= MAX_KIND else None
+                if handler is None:
+                    raise BTFError(f"unknown kind {kind}", type_id=type_id, offset=pos)
+                name = (cached(name_off) or lookup(name_off)) if name_off else ""
+                append(handler(spec, type_id, name, kind, info, size_type, data, pos + 12))
+        except BTFError as err:
+            if err.type_id is not None:
+                raise
+            raise _in_record(err, type_id, pos) from None
         return decoded
 
     def _words(self, count: int) -> struct.Struct:
@@ -264,7 +275,7 @@ class RecordDecoder:
                    data: bytes, pos: int) -> Type:
         flat = self._words(3 * (info & 0xFFFF)).unpack_from(data, pos)
         types = flat[1::3]
-        self._check_refs(spec, tid, pos, 12, types)
+        self._check_refs(spec, tid, pos + 4, 12, types)  # (name_off, type, offset) entries
         names = self._names(spec, flat[0::3])
         if info >> 31:  # kind_flag: offset holds bitfield_size << 24 | bit offset
             members = tuple([
@@ -311,7 +322,7 @@ class RecordDecoder:
             spec.check_ref(ret, tid, pos - 4)
         flat = self._words(2 * (info & 0xFFFF)).unpack_from(data, pos)
         types = flat[1::2]
-        self._check_refs(spec, tid, pos, 8, types)
+        self._check_refs(spec, tid, pos + 4, 8, types)  # (name_off, type) entries
         names = self._names(spec, flat[0::2])
         params = tuple([_new(Param, (n, t, spec)) for n, t in zip(names, types, strict=True)])
         return _new(FuncProto, (tid, name, ret, params, spec))
@@ -345,6 +356,13 @@ class RecordDecoder:
         spec.check_ref(ref, tid, pos - 4)
         (component,) = self._i32.unpack_from(data, pos)
         return _new(DeclTag, (tid, name, ref, component, bool(info >> 31), spec))
+
+
+def _in_record(err: BTFError, type_id: int, pos: int) -> BTFError:
+    """``err`` (which names no type) as an error of record ``type_id`` at ``pos``: a bad
+    member, parameter or enumerator name offset is found by the string table, which does
+    not know the record."""
+    return BTFError(err.args[0], type_id=type_id, offset=pos)
 
 
 _REF_CLASSES: dict[int, type[Type]] = {

@@ -1,0 +1,7 @@
+"""``python -m ebpfspec``."""
+
+import sys
+
+from ebpfspec.cli import main
+
+sys.exit(main())
