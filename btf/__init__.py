@@ -4,7 +4,9 @@ Stdlib only; no syscalls. Start with :func:`load_spec` (raw BTF) or
 :func:`load_kernel_spec` (the running kernel's types).
 """
 
+from btf.codec import Codec, decode_value, encode_value
 from btf.errors import BTFError
+from btf.format_c import format_c
 from btf.kernel import load_kernel_spec, load_module_spec
 from btf.kinds import FuncLinkage, IntEncoding, Kind, VarLinkage
 from btf.layout import alignof, is_packed, sizeof, skip_qualifiers, skip_qualifiers_and_typedefs
@@ -39,10 +41,11 @@ from btf.types import (
 )
 
 __all__ = [
-    "Array", "BTFError", "Const", "Datasec", "DeclTag", "Enum", "Enum64", "EnumValue",
+    "Array", "BTFError", "Codec", "Const", "Datasec", "DeclTag", "Enum", "Enum64", "EnumValue",
     "Float", "Func", "FuncLinkage", "FuncProto", "Fwd", "Int", "IntEncoding", "Kind",
     "Member", "Param", "Pointer", "Restrict", "Spec", "Struct", "Type", "TypeTag", "Typedef",
-    "Union", "Var", "VarLinkage", "VarSecinfo", "Void", "Volatile", "alignof", "is_packed",
+    "Union", "Var", "VarLinkage", "VarSecinfo", "Void", "Volatile", "alignof",
+    "decode_value", "encode_value", "format_c", "is_packed",
     "load_kernel_spec", "load_module_spec", "load_spec", "marshal_subset", "marshal_types",
     "sizeof", "skip_qualifiers", "skip_qualifiers_and_typedefs",
 ]

@@ -51,7 +51,7 @@ class CORERelocKind(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class FuncInfo:
-    """``struct bpf_func_info``: the function starting at instruction ``insn_off`` (bytes) has BTF ``type_id``."""
+    """``struct bpf_func_info``: the function starting at ``insn_off`` (bytes) has BTF ``type_id``."""
 
     insn_off: int
     type_id: int
@@ -154,8 +154,7 @@ class _PartReader:
         start = self._hdr_len + off
         end = start + length
         if end > len(self._data) or length < 4:
-            raise BTFError(f".BTF.ext {what}: [{off}, +{length}) runs past the section end",
-                           offset=start)
+            raise BTFError(f".BTF.ext {what}: [{off}, +{length}) runs past the section end", offset=start)
         (rec_size,) = self._u32.unpack_from(self._data, start)
         if rec_size < min_rec or rec_size % 4:
             raise BTFError(f".BTF.ext {what}: invalid record size {rec_size}", offset=start)
@@ -184,8 +183,7 @@ class _PartReader:
         try:
             return self._strings.lookup(offset)
         except BTFError:
-            raise BTFError(f".BTF.ext {what}: string offset {offset} is out of range",
-                           offset=pos) from None
+            raise BTFError(f".BTF.ext {what}: string offset {offset} is out of range", offset=pos) from None
 
     def func_info(self, pos: int) -> FuncInfo:
         insn_off, type_id = self._pair.unpack_from(self._data, pos)
@@ -210,12 +208,9 @@ class _PartReader:
             relo_kind = CORERelocKind(kind)
         except ValueError:
             raise BTFError(f".BTF.ext core_relo: unknown relocation kind {kind}", offset=pos + 12) from None
-        return CORERelocation(
-            insn_off, type_id, self._string("core_relo", access_off, pos + 8), relo_kind
-        )
+        return CORERelocation(insn_off, type_id, self._string("core_relo", access_off, pos + 8), relo_kind)
 
 
 def _check_insn_off(what: str, insn_off: int, pos: int) -> None:
     if insn_off % _INSN_SIZE:
-        raise BTFError(f".BTF.ext {what}: instruction offset {insn_off} is not a multiple of 8",
-                       offset=pos)
+        raise BTFError(f".BTF.ext {what}: instruction offset {insn_off} is not a multiple of 8", offset=pos)

@@ -70,9 +70,9 @@ def _describe(spec: Spec, t: Type) -> Iterator[str]:
         yield f"{head} type_id={t.type_id}, linkage={t.linkage}"
     elif isinstance(t, Datasec):
         yield f"{head} size={t.size} vlen={len(t.vars)}"
-        for v in t.vars:
-            target = spec.type_by_id(v.type_id)
-            yield (f"\ttype_id={v.type_id} offset={v.offset} size={v.size} "
+        for secinfo in t.vars:
+            target = spec.type_by_id(secinfo.type_id)
+            yield (f"\ttype_id={secinfo.type_id} offset={secinfo.offset} size={secinfo.size} "
                    f"({target.kind} {_quoted(target.name)})")
     elif isinstance(t, Float):
         yield f"{head} size={t.size}"

@@ -82,7 +82,12 @@ class StringTable:
         the tail of a longer string (tables may share suffixes).
         """
         found = self._base.offsets_of(text) if self._base is not None else []
-        needle = text.encode(_ENCODING, _ERRORS) + b"\0"
+        try:
+            needle = text.encode(_ENCODING, _ERRORS) + b"\0"
+        except UnicodeEncodeError:  # a lone surrogate: no table holds it
+            return found
+        if needle.index(b"\0") < len(needle) - 1:  # "a\0b" would match the table's "a", "b"
+            return found
         start = self._data.find(needle)
         while start >= 0:
             found.append(self._first + start)
@@ -108,7 +113,10 @@ class StringTableBuilder:
         """The offset of ``text`` in the table being built, adding it if new."""
         offset = self._offsets.get(text)
         if offset is None:
-            raw = text.encode(_ENCODING, _ERRORS)
+            try:
+                raw = text.encode(_ENCODING, _ERRORS)
+            except UnicodeEncodeError as err:
+                raise BTFError(f"name {text!r} cannot be encoded: {err.reason}") from None
             if b"\0" in raw:
                 raise BTFError(f"name {text!r} contains a NUL byte")
             offset = self._length

@@ -6,6 +6,7 @@ kind-specific data whose length depends only on the kind and ``vlen``.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,12 @@ def parse_header(data: bytes) -> Header:
     return header
 
 
+@functools.lru_cache(maxsize=1024)
+def _word_struct(prefix: str, count: int) -> struct.Struct:
+    """A cached :class:`struct.Struct` of ``count`` u32 words (vlen values repeat a lot)."""
+    return struct.Struct(f"{prefix}{count}I")
+
+
 _new = tuple.__new__  # builds a type from its values in ``cls.FIELDS`` order (see btf.types)
 
 
@@ -137,6 +144,8 @@ class RecordDecoder:
     builds its result with ``tuple.__new__`` in the class's ``FIELDS`` order.
     """
 
+    __slots__ = ("_dispatch", "_e", "_i32", "_pair", "_triple", "_u32", "head")
+
     def __init__(self, byte_order: ByteOrder):
         e = byte_order_prefix(byte_order)
         self.head = struct.Struct(e + "III")
@@ -145,7 +154,6 @@ class RecordDecoder:
         self._pair = struct.Struct(e + "II")
         self._triple = struct.Struct(e + "III")
         self._e = e
-        self._word_structs: dict[int, struct.Struct] = {}
         handlers: dict[Kind, Callable[..., Type]] = {
             Kind.INT: self._int,
             Kind.PTR: self._ref,
@@ -167,9 +175,9 @@ class RecordDecoder:
             Kind.FLOAT: self._float,
             Kind.DECL_TAG: self._decl_tag,
         }
-        self._dispatch: list[Callable[..., Type] | None] = [
+        self._dispatch: tuple[Callable[..., Type] | None, ...] = tuple(
             handlers.get(Kind(k)) for k in range(MAX_KIND + 1)
-        ]
+        )
 
     def decode(self, spec: Spec, type_id: int, data: bytes, pos: int) -> Type:
         """Decode the record at ``pos`` of the type section ``data`` as type ``type_id``."""
@@ -214,11 +222,8 @@ class RecordDecoder:
         return decoded
 
     def _words(self, count: int) -> struct.Struct:
-        """A :class:`struct.Struct` for ``count`` u32 words (cached: vlen values repeat)."""
-        words = self._word_structs.get(count)
-        if words is None:
-            words = self._word_structs[count] = struct.Struct(f"{self._e}{count}I")
-        return words
+        """A :class:`struct.Struct` for ``count`` u32 words."""
+        return _word_struct(self._e, count)
 
     @staticmethod
     def _names(spec: Spec, offsets: Sequence[int]) -> list[str]:

@@ -7,14 +7,17 @@ Exit status: 0 on success, 1 on a clean error (one line on stderr, no traceback)
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import btf
 from btf.format_raw import format_raw
+from ebpfspec import report
 from ebpfspec.elf import ObjectFile
 from ebpfspec.errors import SpecError
+from ebpfspec.reader import load_collection_spec
 
 Command = Callable[[argparse.Namespace], Iterable[str]]
 
@@ -41,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ebpfspec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
+    inspect = commands.add_parser("inspect", help="what is in a BPF object: maps, programs, variables")
+    inspect.add_argument("object", type=Path, help="BPF ELF object file")
+    inspect.add_argument("--json", action="store_true", help="print the spec's to_dict() as JSON")
+    only = inspect.add_mutually_exclusive_group()
+    for part in ("maps", "programs", "variables", "btf"):
+        only.add_argument(f"--{part}", action="store_const", const=part, dest="part",
+                          help=f"only the {part}")
+    only.add_argument("--disasm", metavar="PROG", help="disassemble program PROG")
+    inspect.set_defaults(command=inspect_object, part=None)
+
     btf_cmd = commands.add_parser("btf", help="BPF Type Format")
     btf_sub = btf_cmd.add_subparsers(required=True, metavar="ACTION")
     dump = btf_sub.add_parser("dump", help="print the types of an object's BTF or of the kernel's")
@@ -51,6 +64,36 @@ def build_parser() -> argparse.ArgumentParser:
                       help="raw: one record per type like bpftool (default); c: a C header")
     dump.set_defaults(command=btf_dump)
     return parser
+
+
+def inspect_object(args: argparse.Namespace) -> Iterable[str]:
+    """``ebpfspec inspect``."""
+    spec = load_collection_spec(args.object)
+    if args.disasm is not None:
+        program = spec.programs.get(args.disasm)
+        if program is None:
+            raise SpecError(f"{args.object}: no program {args.disasm!r} (have: {', '.join(spec.programs)})")
+        return program.instructions.disassemble().splitlines()
+    if args.json:
+        data = spec.to_dict()
+        if args.part is not None:
+            data = {"btf": data["btf"]} if args.part == "btf" else {args.part: data[args.part]}
+        return [json.dumps(data, indent=2)]
+    if args.part == "btf":
+        return format_raw(spec.types) if spec.types is not None else ["(no BTF)"]
+    sections = {
+        "maps": report.map_rows, "programs": report.program_rows, "variables": report.variable_rows,
+    }
+    chosen = [args.part] if args.part else ["maps", "programs", "variables"]
+    lines: list[str] = []
+    for part in chosen:
+        if lines:
+            lines.append("")
+        lines.extend(sections[part](spec))
+    if args.part is None and spec.externs:
+        lines.append("")
+        lines.extend(report.extern_rows(spec))
+    return lines
 
 
 def btf_dump(args: argparse.Namespace) -> Iterable[str]:
@@ -64,7 +107,7 @@ def btf_dump(args: argparse.Namespace) -> Iterable[str]:
 
 
 def object_btf(path: Path) -> btf.Spec:
-    """The ``.BTF`` of the object file at ``path``."""
+    """The ``.BTF`` of the object file at ``path``, exactly as stored (like bpftool shows it)."""
     obj = ObjectFile(path.read_bytes(), name=str(path))
     section = obj.section(".BTF")
     if section is None:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
+import pluggy
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport]]:
     outcome = yield
     report = outcome.get_result()
     if REQUIRE_KERNEL and report.skipped and not hasattr(report, "wasxfail"):

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -214,8 +215,9 @@ def test_layout_of_hand_made_types() -> None:
 
 def test_round_trip_both_byte_orders() -> None:
     spec = small_spec()
-    for order in ("little", "big"):
-        raw = spec.to_bytes(byte_order=order)  # type: ignore[arg-type]
+    orders: tuple[Literal["little"], Literal["big"]] = ("little", "big")
+    for order in orders:
+        raw = spec.to_bytes(byte_order=order)
         again = btf.load_spec(raw)
         assert again.byte_order == order
         assert again == spec
@@ -238,7 +240,7 @@ def test_types_are_immutable_and_compare_by_value() -> None:
     spec = small_spec()
     s = spec.type_by_id(5)
     with pytest.raises(AttributeError):
-        s.name = "other"  # type: ignore[misc]
+        s.name = "other"
     assert not hasattr(s, "__dict__")
     copy = spec.copy()
     assert copy == spec
@@ -255,7 +257,7 @@ def test_from_types_requires_consecutive_ids() -> None:
 
 
 def test_free_type_cannot_resolve_references() -> None:
-    with pytest.raises(btf.BTFError, match="not part of a btf.Spec"):
+    with pytest.raises(btf.BTFError, match=r"not part of a btf\.Spec"):
         _ = btf.Pointer(1, "", 2).type
 
 

@@ -1,0 +1,209 @@
+"""The ELF reader: a BPF object's bytes → :class:`~ebpfspec.CollectionSpec`. No syscalls.
+
+:func:`read_collection` runs the steps in order, each in its own module:
+``.BTF``/``.BTF.ext`` (here), maps (:mod:`.btf_maps`, :mod:`.legacy_maps`,
+:mod:`.data_sections`), variables and externs, then programs (:mod:`.programs`), and
+finally checks that every symbolic reference names something that exists.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections.abc import Iterable
+from typing import IO, TypeVar
+
+import btf
+from btf.ext import ExtInfos, load_ext
+from ebpfspec.collectionspec import CollectionSpec, ExternKind, ExternSpec
+from ebpfspec.elf import SHN_UNDEF, STB_WEAK, STT_SECTION, ObjectFile
+from ebpfspec.errors import SpecError
+from ebpfspec.mapspec import MapSpec
+from ebpfspec.programspec import ProgramSpec
+from ebpfspec.reader import btf_maps, legacy_maps
+from ebpfspec.reader.btf_maps import read_btf_maps
+from ebpfspec.reader.data_sections import fix_datasecs, read_data_maps, read_variables
+from ebpfspec.reader.legacy_maps import read_legacy_maps
+from ebpfspec.reader.programs import read_programs
+
+#: Files larger than this are refused before being read.
+MAX_OBJECT_SIZE = 256 << 20
+
+
+def load_collection_spec(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
+) -> CollectionSpec:
+    """Read a BPF ELF object — a path, its bytes, or a binary file object — into a spec.
+
+    Raises :class:`~ebpfspec.SpecError` for anything malformed or unsupported, naming the
+    section, symbol or offset at fault; ``OSError`` if a path cannot be read.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return read_collection(ObjectFile(bytes(source)))
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        with open(name, "rb") as f:
+            return read_collection(ObjectFile(_read_bounded(f, str(name)), name=str(name)))
+    if isinstance(source, (io.RawIOBase, io.BufferedIOBase)) or hasattr(source, "read"):
+        return read_collection(ObjectFile(_read_bounded(source, "<file>")))
+    raise TypeError(f"expected a path, bytes or a binary file, got {type(source).__name__}")
+
+
+def _read_bounded(f: IO[bytes], name: str) -> bytes:
+    data = f.read(MAX_OBJECT_SIZE + 1)
+    if not isinstance(data, bytes):
+        raise TypeError(f"{name}: the file object must be opened in binary mode")
+    if len(data) > MAX_OBJECT_SIZE:
+        raise SpecError(f"{name}: larger than {MAX_OBJECT_SIZE} bytes")
+    return data
+
+
+def read_collection(obj: ObjectFile) -> CollectionSpec:
+    """All the specs of one parsed object file."""
+    raw_types = read_btf(obj)
+    ext = read_ext(obj, raw_types)  # its string offsets point into the BTF as stored
+    types = fix_datasecs(obj, raw_types) if raw_types is not None else None
+    maps = _by_name("map", [*read_btf_maps(obj, types), *read_legacy_maps(obj), *read_data_maps(obj, types)])
+    variables = {v.name: v for v in read_variables(obj, types)}
+    externs = {x.name: x for x in read_externs(obj, types)}
+    programs = read_programs(
+        obj,
+        types,
+        ext,
+        map_sections=(btf_maps.SECTION, legacy_maps.SECTION),
+        license=read_license(obj),
+        kernel_version=read_kernel_version(obj),
+    )
+    check_references(programs, maps.values(), externs)
+    return CollectionSpec(
+        maps=maps,
+        programs=_by_name("program", programs),
+        variables=variables,
+        externs=externs,
+        types=types,
+        byte_order=obj.byte_order,
+    )
+
+
+def read_btf(obj: ObjectFile) -> btf.Spec | None:
+    """The object's ``.BTF`` as stored, every type decoded and checked (None if absent)."""
+    section = obj.section(".BTF")
+    if section is None:
+        return None
+    try:
+        types = btf.load_spec(obj.contents(section))
+        if types.byte_order != obj.byte_order:
+            raise SpecError(
+                f"BTF is {types.byte_order}-endian in a {obj.byte_order}-endian object", section=".BTF"
+            )
+        list(types)  # decode (and so check) every type now, not at first use
+        return types
+    except btf.BTFError as err:
+        raise _from_btf_error(err, ".BTF") from err
+
+
+def read_ext(obj: ObjectFile, types: btf.Spec | None) -> ExtInfos | None:
+    """The object's ``.BTF.ext`` (None if absent or if there is no ``.BTF``)."""
+    section = obj.section(".BTF.ext")
+    if section is None or types is None:
+        return None
+    try:
+        return load_ext(obj.contents(section), types.strings, obj.byte_order)
+    except btf.BTFError as err:
+        raise _from_btf_error(err, ".BTF.ext") from err
+
+
+def _from_btf_error(err: btf.BTFError, section: str) -> SpecError:
+    wrapped = SpecError(str(err), section=section)  # the message already names the offset
+    wrapped.offset = err.offset
+    return wrapped
+
+
+def read_license(obj: ObjectFile) -> str:
+    """The ``license`` section's string ("" if absent)."""
+    section = obj.section("license")
+    if section is None:
+        return ""
+    raw = obj.contents(section)
+    end = raw.find(b"\0")
+    if end < 0:
+        raise SpecError("license is not NUL-terminated", section="license")
+    return raw[:end].decode("utf-8", "replace")
+
+
+def read_kernel_version(obj: ObjectFile) -> int:
+    """The ``version`` section's u32 (0 if absent)."""
+    section = obj.section("version")
+    if section is None:
+        return 0
+    raw = obj.contents(section)
+    if len(raw) != 4:
+        raise SpecError(f"{len(raw)} bytes, expected a 4-byte kernel version", section="version")
+    (version,) = struct.unpack("<I" if obj.byte_order == "little" else ">I", raw)
+    return int(version)
+
+
+def read_externs(obj: ObjectFile, types: btf.Spec | None) -> list[ExternSpec]:
+    """Undefined symbols: ``__kconfig`` values, ``__ksym`` variables and kfuncs."""
+    in_datasec = _extern_datasec_members(types)
+    externs = []
+    for symbol in obj.symbols:
+        if symbol.section_index != SHN_UNDEF or not symbol.name or symbol.type == STT_SECTION:
+            continue
+        kind, t = in_datasec.get(symbol.name, (None, None))
+        if kind is None:
+            funcs = types.types_by_name(symbol.name, btf.Kind.FUNC) if types is not None else ()
+            kind, t = (ExternKind.KFUNC, funcs[0]) if funcs else (ExternKind.KSYM, None)
+        externs.append(ExternSpec(symbol.name, kind, t, weak=symbol.bind == STB_WEAK))
+    return externs
+
+
+def _extern_datasec_members(types: btf.Spec | None) -> dict[str, tuple[ExternKind, btf.Type]]:
+    found: dict[str, tuple[ExternKind, btf.Type]] = {}
+    if types is None:
+        return found
+    for section, kind in ((".kconfig", ExternKind.KCONFIG), (".ksyms", ExternKind.KSYM)):
+        for datasec in types.types_by_name(section, btf.Kind.DATASEC):
+            assert isinstance(datasec, btf.Datasec)
+            for v in datasec.vars:
+                member = v.type
+                member_kind = ExternKind.KFUNC if isinstance(member, btf.Func) else kind
+                found[member.name] = (member_kind, member)
+    return found
+
+
+def check_references(
+    programs: Iterable[ProgramSpec], maps: Iterable[MapSpec], externs: dict[str, ExternSpec]
+) -> None:
+    """Every map/data/extern reference of every program must name something that exists."""
+    map_names = {m.name for m in maps}
+    for program in programs:
+        for insn in program.instructions:
+            ref = insn.reference
+            if ref is None or insn.is_bpf_to_bpf_call or insn.is_load_of_function_pointer:
+                continue
+            if insn.is_load_from_map and ref not in map_names:
+                raise SpecError(
+                    f"refers to map {ref!r}, which is not defined",
+                    section=program.section_name,
+                    symbol=program.name,
+                )
+            if not insn.is_load_from_map and ref not in externs:
+                raise SpecError(
+                    f"refers to {ref!r}, which is neither a map nor an extern",
+                    section=program.section_name,
+                    symbol=program.name,
+                )
+
+
+_Named = TypeVar("_Named", MapSpec, ProgramSpec)
+
+
+def _by_name(what: str, items: list[_Named]) -> dict[str, _Named]:
+    found: dict[str, _Named] = {}
+    for item in items:
+        if item.name in found:
+            raise SpecError(f"{what} {item.name!r} is defined twice", symbol=item.name)
+        found[item.name] = item
+    return found
