@@ -66,7 +66,6 @@ def read_collection(obj: ObjectFile) -> CollectionSpec:
     types = fix_datasecs(obj, raw_types) if raw_types is not None else None
     maps = _by_name("map", [*read_btf_maps(obj, types), *read_legacy_maps(obj), *read_data_maps(obj, types)])
     variables = {v.name: v for v in read_variables(obj, types)}
-    externs = {x.name: x for x in read_externs(obj, types)}
     programs = read_programs(
         obj,
         types,
@@ -75,6 +74,8 @@ def read_collection(obj: ObjectFile) -> CollectionSpec:
         license=read_license(obj),
         kernel_version=read_kernel_version(obj),
     )
+    called = {i.reference for p in programs for i in p.instructions if i.is_call and i.reference}
+    externs = {x.name: x for x in read_externs(obj, types, called)}
     check_references(programs, maps.values(), externs)
     return CollectionSpec(
         maps=maps,
@@ -144,8 +145,12 @@ def read_kernel_version(obj: ObjectFile) -> int:
     return int(version)
 
 
-def read_externs(obj: ObjectFile, types: btf.Spec | None) -> list[ExternSpec]:
-    """Undefined symbols: ``__kconfig`` values, ``__ksym`` variables and kfuncs."""
+def read_externs(obj: ObjectFile, types: btf.Spec | None, called: set[str]) -> list[ExternSpec]:
+    """Undefined symbols: ``__kconfig`` values, ``__ksym`` variables and kfuncs.
+
+    ``called`` names the symbols programs call: an undefined symbol that is called is a
+    function (a kfunc to resolve at load time) even when BTF does not describe it.
+    """
     in_datasec = _extern_datasec_members(types)
     externs = []
     for symbol in obj.symbols:
@@ -154,7 +159,10 @@ def read_externs(obj: ObjectFile, types: btf.Spec | None) -> list[ExternSpec]:
         kind, t = in_datasec.get(symbol.name, (None, None))
         if kind is None:
             funcs = types.types_by_name(symbol.name, btf.Kind.FUNC) if types is not None else ()
-            kind, t = (ExternKind.KFUNC, funcs[0]) if funcs else (ExternKind.KSYM, None)
+            if funcs or symbol.name in called:
+                kind, t = ExternKind.KFUNC, funcs[0] if funcs else None
+            else:
+                kind, t = ExternKind.KSYM, None
         externs.append(ExternSpec(symbol.name, kind, t, weak=symbol.bind == STB_WEAK))
     return externs
 

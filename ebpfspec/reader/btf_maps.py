@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import btf
-from ebpfspec.elf import ObjectFile, Relocation, Symbol
+from ebpfspec.elf import STB_LOCAL, ObjectFile, Relocation, Symbol
 from ebpfspec.enums import MapType, PinType
 from ebpfspec.errors import SpecError
 from ebpfspec.mapspec import MapKV, MapSpec
@@ -31,6 +31,9 @@ def read_btf_maps(obj: ObjectFile, types: btf.Spec | None) -> Iterator[MapSpec]:
         return
     if types is None:
         raise SpecError("BTF-defined maps need the object's .BTF, which is missing", section=SECTION)
+    if any(obj.contents(section)):
+        raise SpecError("map definitions hold initial data other than relocations ('.values'); "
+                        "only '.values = {...}' initialisers are supported", section=SECTION)
     datasec = _datasec(types)
     symbols = {s.name: s for s in obj.symbols_in(section) if s.name}
     relocations = obj.relocations_for(section)
@@ -41,6 +44,8 @@ def read_btf_maps(obj: ObjectFile, types: btf.Spec | None) -> Iterator[MapSpec]:
         symbol = symbols.get(var.name)
         if symbol is None:
             raise SpecError("map has no ELF symbol in .maps", section=SECTION, symbol=var.name)
+        if symbol.bind == STB_LOCAL:
+            raise SpecError("static maps are not supported", section=SECTION, symbol=var.name)
         definition = btf.skip_qualifiers_and_typedefs(var.type)
         if not isinstance(definition, btf.Struct):
             raise SpecError(f"map definition is a {definition.kind}, not a struct",
@@ -174,7 +179,7 @@ def _values_target(
     if not isinstance(target, btf.Struct):
         raise SpecError("'values' of a map of maps must point to a map definition",
                         section=SECTION, symbol=name)
-    return _map_from_struct(f"{name}.inner", target, None, relocations, obj)
+    return _map_from_struct(f"{name}_inner", target, None, relocations, obj)
 
 
 def _initial_values(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from ebpfspec.elf import STT_NOTYPE, STT_OBJECT, ObjectFile
+from ebpfspec.elf import STB_LOCAL, STT_NOTYPE, STT_OBJECT, ObjectFile
 from ebpfspec.enums import MapType
 from ebpfspec.errors import SpecError
 from ebpfspec.mapspec import MapSpec
@@ -32,6 +32,8 @@ def read_legacy_maps(obj: ObjectFile) -> Iterator[MapSpec]:
     size_if_unsized = len(data) // len(symbols)
     e = "<" if obj.byte_order == "little" else ">"
     for symbol in symbols:
+        if symbol.bind == STB_LOCAL:
+            raise SpecError("static maps are not supported", section=SECTION, symbol=symbol.name)
         size = symbol.size or size_if_unsized
         if size < _FIELDS_SIZE:
             raise SpecError(f"map definition is {size} bytes, smaller than struct bpf_map_def "

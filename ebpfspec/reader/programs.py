@@ -9,7 +9,7 @@ The steps, each a small function below:
    inside the section.
 3. :func:`attach_ext_infos` — put ``.BTF.ext`` func info, line info and CO-RE records on
    the instructions they belong to.
-4. :func:`split_functions` — cut the section into functions at its ``STT_FUNC`` symbols.
+4. :func:`split_functions` — cut the section into functions at its function symbols.
 5. :func:`link_program` — append every subprogram a program reaches (each once) and
    patch call/function-pointer immediates to the final layout.
 
@@ -19,6 +19,8 @@ programs, typed by their section name (:mod:`ebpfspec.sections`).
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +28,17 @@ import btf
 from btf.ext import ExtInfos
 from ebpfspec.asm import Instruction, Instructions
 from ebpfspec.asm.opcodes import PSEUDO_FUNC, PSEUDO_KFUNC_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE
-from ebpfspec.elf import SHF_EXECINSTR, SHN_UNDEF, STT_FUNC, STT_SECTION, ObjectFile, Relocation, Section
+from ebpfspec.elf import (
+    SHF_EXECINSTR,
+    SHN_UNDEF,
+    STT_FUNC,
+    STT_NOTYPE,
+    STT_SECTION,
+    ObjectFile,
+    Relocation,
+    Section,
+    Symbol,
+)
 from ebpfspec.enums import AttachType, ProgramType
 from ebpfspec.errors import SpecError
 from ebpfspec.programspec import ProgramSpec
@@ -34,6 +46,7 @@ from ebpfspec.reader.data_sections import is_data_section
 from ebpfspec.sections import SectionInfo, classify_section
 
 TEXT = ".text"
+_LABEL = re.compile(r"^(\.L|LBB\d+_\d+$)")
 _INSN = 8
 
 
@@ -52,6 +65,19 @@ class _DecodedSection:
     instructions: list[Instruction]
     offsets: list[int]  # byte offset of each instruction
     index_of_offset: dict[int, int]  # byte offset of an instruction -> its index
+
+
+def is_function_symbol(symbol: Symbol) -> bool:
+    """A symbol naming a function: ``STT_FUNC``, or ``STT_NOTYPE`` other than a compiler label.
+
+    clang before 9 emitted functions as ``STT_NOTYPE``; its branch labels (``LBB0_2``,
+    ``.L...``) are ``STT_NOTYPE`` too and are not functions.
+    """
+    if not symbol.name:
+        return False
+    if symbol.type == STT_FUNC:
+        return True
+    return symbol.type == STT_NOTYPE and _LABEL.match(symbol.name) is None
 
 
 def executable_sections(obj: ObjectFile) -> list[Section]:
@@ -177,7 +203,7 @@ def _extern_reference(insn: Instruction, name: str, section: str, offset: int) -
 
 def _function_at(obj: ObjectFile, section: Section, offset: int, referrer: str, at: int) -> str:
     for symbol in obj.symbols_in(section):
-        if symbol.type == STT_FUNC and symbol.value == offset and symbol.name:
+        if is_function_symbol(symbol) and symbol.value == offset:
             return symbol.name
     raise SpecError(f"no function starts at offset {offset} of {section.name!r}", section=referrer, offset=at)
 
@@ -223,9 +249,9 @@ def attach_ext_infos(decoded: _DecodedSection, ext: ExtInfos, types: btf.Spec) -
 
 
 def split_functions(obj: ObjectFile, decoded: _DecodedSection) -> list[Function]:
-    """Step 4: the section cut into functions at its ``STT_FUNC`` symbols."""
+    """Step 4: the section cut into functions at its function symbols."""
     section = decoded.section
-    starts = sorted({s.value: s for s in obj.symbols_in(section) if s.type == STT_FUNC and s.name}.items())
+    starts = sorted({s.value: s for s in obj.symbols_in(section) if is_function_symbol(s)}.items())
     if not starts:
         raise SpecError("executable section has no function symbols", section=section.name)
     if starts[0][0] != 0:
