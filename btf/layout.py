@@ -29,6 +29,10 @@ POINTER_SIZE = 8
 #: (the kernel's MAX_RESOLVE_DEPTH).
 MAX_RESOLVE_DEPTH = 32
 
+#: The largest size a type may have: sizes are u32 on the wire, and the kernel rejects
+#: arrays whose total size overflows one.
+MAX_SIZE = 0xFFFFFFFF
+
 #: How deeply structs/unions may contain each other by value (the kernel's own types
 #: nest 18 deep); bounds the recursion of :func:`alignof`.
 MAX_NESTING_DEPTH = 64
@@ -57,15 +61,15 @@ def skip_qualifiers_and_typedefs(t: Type) -> Type:
 def sizeof(t: Type) -> int:
     """The size in bytes of a value of type ``t``.
 
-    ``BTFError`` for types without a size (void, functions, forward declarations) and
-    for cyclic or absurdly deep types.
+    ``BTFError`` for types without a size (void, functions, forward declarations), for
+    cyclic or absurdly deep types, and for sizes over :data:`MAX_SIZE`.
     """
-    multiplier = 1
+    start, multiplier = t, 1
     for _ in range(MAX_RESOLVE_DEPTH):
         if isinstance(t, (Int, Struct, Union, Enum, Enum64, Float, Datasec)):
-            return multiplier * t.size
+            return _checked_size(start, multiplier * t.size)
         if isinstance(t, Pointer):
-            return multiplier * POINTER_SIZE
+            return _checked_size(start, multiplier * POINTER_SIZE)
         if isinstance(t, Array):
             multiplier *= t.nelems
             t = t.type
@@ -74,6 +78,14 @@ def sizeof(t: Type) -> int:
         else:
             raise BTFError(f"{t} has no size", type_id=t.id)
     raise BTFError("type chain too long or cyclic while computing its size", type_id=t.id)
+
+
+def _checked_size(t: Type, size: int) -> int:
+    """``size``, the size of ``t``, if BTF can express it (the kernel rejects larger arrays);
+    callers allocate by it, so an array of arrays of 2**32 - 1 elements must not get through."""
+    if size > MAX_SIZE:
+        raise BTFError(f"{t} is {size} bytes, more than a BTF size can be ({MAX_SIZE})", type_id=t.id)
+    return size
 
 
 def alignof(t: Type) -> int:

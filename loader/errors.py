@@ -1,0 +1,86 @@
+"""Errors of the ``loader`` package. Every error names the map or program at fault.
+
+``MapError`` and its subclasses are also ``OSError``\\ s carrying the kernel's errno, so
+``except FileExistsError`` / ``except KeyError`` work as Python users expect:
+
+- :class:`KeyNotFoundError` — ``ENOENT`` on a lookup/delete (also a ``KeyError``);
+- :class:`KeyExistsError` — ``EEXIST`` on ``update(..., NOEXIST)`` (also a ``FileExistsError``).
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import os
+
+
+class LoaderError(Exception):
+    """Base of every loader error."""
+
+
+class MapError(LoaderError, OSError):
+    """A map operation failed: ``errno``, the ``op`` that failed and the ``map_name``."""
+
+    def __init__(self, errno: int, op: str, map_name: str, detail: str = ""):
+        message = f"map {map_name!r}: {op}: {os.strerror(errno)}"
+        if detail:
+            message += f" ({detail})"
+        OSError.__init__(self, errno, message)
+        self.op = op
+        self.map_name = map_name
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.errno, self.op, self.map_name))
+
+
+class KeyNotFoundError(MapError, KeyError):
+    """The key is not in the map (``ENOENT``)."""
+
+    __str__ = MapError.__str__
+
+
+class KeyExistsError(MapError, FileExistsError):
+    """The key is already in the map and ``NOEXIST`` was asked (``EEXIST``). An expected outcome."""
+
+
+class MapClosedError(MapError):
+    """The map was closed (possibly by another thread) before or during the operation."""
+
+    def __init__(self, op: str, map_name: str):
+        super().__init__(errno_codes.EBADF, op, map_name, "the map is closed")
+
+
+class MapIncompatibleError(LoaderError):
+    """An existing map (pinned, or a replacement) does not match the spec; names the fields."""
+
+
+class NotSupportedError(LoaderError):
+    """The kernel (or backend) does not support what was asked."""
+
+
+class BatchCursorError(LoaderError):
+    """A batch cursor was used on a map other than the one it started on."""
+
+
+class VerifierError(LoaderError):
+    """The verifier rejected a program. ``log`` holds its log lines; ``str()`` ends with the last ones."""
+
+    def __init__(self, program: str, errno: int, log: list[str]):
+        self.program = program
+        self.errno = errno
+        self.log = log
+        tail = "\n".join(log[-8:])
+        super().__init__(f"program {program!r}: verifier rejected it ({os.strerror(errno)})"
+                         + (f":\n{tail}" if tail else ""))
+
+
+def map_error(err: OSError, op: str, map_name: str) -> MapError:
+    """The library error for ``err`` (an errno from the kernel or a backend)."""
+    code = err.errno or errno_codes.EIO
+    if code == errno_codes.ENOENT and op in ("lookup", "delete", "lookup_and_delete"):
+        return KeyNotFoundError(code, op, map_name)
+    if code == errno_codes.EEXIST and op in ("update",):
+        return KeyExistsError(code, op, map_name)
+    return MapError(code, op, map_name)

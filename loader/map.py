@@ -1,0 +1,516 @@
+"""``loader.Map``: a live BPF map.
+
+Keys and values are bytes-like in and ``bytes`` out; every size is checked before any
+backend call, so a wrongly sized key or value raises ``ValueError`` and the kernel is
+never handed a buffer smaller than it will read or write. Per-CPU maps take and return
+one value per *possible* CPU (the kernel's slot of ``round_up(value_size, 8)`` bytes is
+handled here). Program arrays and maps of maps take a ``Map`` (or fd) as value and
+return the stored object's id.
+
+Thread-safety: a ``Map`` may be used from many threads at once. ``close()`` waits for
+running operations and makes later ones raise :class:`~loader.errors.MapClosedError`,
+so no thread ever operates on a recycled descriptor (see :mod:`loader.handle`).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ebpfspec import MapSpec, MapType, UpdateFlags
+from loader.backend import Backend, MapAttrs, MapInfo
+from loader.errors import BatchCursorError, LoaderError, MapClosedError, MapError, map_error
+from loader.handle import Handle, HandleClosed
+
+if TYPE_CHECKING:
+    from loader.typed import TypedMap
+
+#: Kernel map names keep at most this many characters.
+MAP_NAME_LEN = 15
+#: Value of a map-in-map / prog-array entry given to the kernel: a u32 fd.
+_FD_VALUE = struct.Struct("=I")
+_ID_VALUE = struct.Struct("=I")
+#: Largest batch the library asks for when growing a batch after ENOSPC.
+MAX_BATCH = 1 << 20
+
+KeyLike = bytes | bytearray | memoryview
+ValueLike = bytes | bytearray | memoryview
+
+
+def default_backend() -> Backend:
+    """The backend used when none is given: a process-wide :class:`~loader.KernelBackend`."""
+    from loader.kernel import KernelBackend
+
+    global _default
+    if _default is None:
+        _default = KernelBackend()
+    return _default
+
+
+_default: Backend | None = None
+
+
+class BatchCursor:
+    """Where a batch operation continues. A fresh cursor starts at the beginning of the map.
+
+    A cursor belongs to the first map it is used with; using it on another map raises
+    :class:`~loader.errors.BatchCursorError`. Not thread-safe: one cursor per iteration.
+    """
+
+    __slots__ = ("_done", "_map", "_token")
+
+    def __init__(self) -> None:
+        self._map: Map | None = None
+        self._token: bytes | None = None
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """True once the map has no entries after the cursor."""
+        return self._done
+
+    def _bind(self, m: Map) -> None:
+        if self._map is None:
+            self._map = m
+        elif self._map is not m:
+            raise BatchCursorError(
+                f"this cursor belongs to map {self._map.name!r}, not {m.name!r}; use a new BatchCursor"
+            )
+
+
+class Map:
+    """A live BPF map. Create with :meth:`create`, :meth:`load_pinned`, :meth:`from_fd`, :meth:`from_id`."""
+
+    def __init__(
+        self,
+        fd: int,
+        backend: Backend,
+        *,
+        name: str,
+        type: MapType,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        flags: int,
+        spec: MapSpec | None = None,
+        btf_fallback: str = "",
+    ):
+        """Wrap ``fd`` (ownership passes to the Map). Prefer the class methods."""
+        self._backend = backend
+        self._handle = Handle(fd, backend.close)
+        self.name = name
+        self.type = MapType(type)
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.flags = flags
+        self.spec = spec
+        self._btf_fallback = btf_fallback
+        self._pinned_path: str | None = None
+        self._per_cpu = self.type.has_per_cpu_value
+        self._cpus = backend.possible_cpus() if self._per_cpu else 1
+        self._slot = (value_size + 7) & ~7
+        #: bytes the kernel reads/writes for one value (all CPUs' slots for per-CPU maps)
+        self._value_len = self._slot * self._cpus if self._per_cpu else value_size
+        self._stores_objects = self.type.can_store_map_or_program
+        self._has_key = self.type.has_key
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, spec: MapSpec, backend: Backend | None = None) -> Map:
+        """Create a map from ``spec`` (and fill it with ``spec.contents``, freezing if asked).
+
+        Maps of maps get a temporary inner map from ``spec.inner_map`` as their
+        template. With BTF key/value types the map is created with its BTF; if the
+        kernel refuses that BTF the map is created without it and :meth:`info` says so.
+        ``contents`` naming programs or maps need :func:`loader.load_collection`.
+        """
+        from loader.create import create_map
+
+        return create_map(spec, backend or default_backend())
+
+    @classmethod
+    def from_fd(cls, fd: int, backend: Backend | None = None, *, name: str | None = None) -> Map:
+        """A ``Map`` for an existing map descriptor; takes ownership of ``fd``."""
+        backend = backend or default_backend()
+        info = backend.map_info(fd)
+        return cls(fd, backend, name=name or info.name, type=MapType(info.type), key_size=info.key_size,
+                   value_size=info.value_size, max_entries=info.max_entries, flags=info.map_flags)
+
+    @classmethod
+    def from_id(cls, map_id: int, backend: Backend | None = None) -> Map:
+        """A ``Map`` for the map with kernel id ``map_id`` (needs root)."""
+        backend = backend or default_backend()
+        try:
+            fd = backend.map_fd_by_id(map_id)
+        except OSError as err:
+            raise MapError(err.errno or errno.EIO, "get fd by id", f"id {map_id}") from err
+        return _owning(fd, backend, lambda: cls.from_fd(fd, backend))
+
+    @classmethod
+    def load_pinned(cls, path: str, backend: Backend | None = None) -> Map:
+        """A ``Map`` for the map pinned at ``path`` on bpffs."""
+        backend = backend or default_backend()
+        try:
+            fd = backend.obj_get(path)
+        except OSError as err:
+            raise MapError(err.errno or errno.EIO, "load pinned", path) from err
+        m = _owning(fd, backend, lambda: cls.from_fd(fd, backend))
+        m._pinned_path = path
+        return m
+
+    def clone(self) -> Map:
+        """A second, independent ``Map`` on the same kernel map (a duplicated descriptor)."""
+        fd = self._call("clone", self._backend.dup)
+        clone = _owning(fd, self._backend, lambda: Map(
+            fd, self._backend, name=self.name, type=self.type, key_size=self.key_size,
+            value_size=self.value_size, max_entries=self.max_entries, flags=self.flags, spec=self.spec,
+            btf_fallback=self._btf_fallback))
+        return clone
+
+    # -- lifetime ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the descriptor (idempotent). Waits for operations running in other threads."""
+        self._handle.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self._handle.closed
+
+    def fileno(self) -> int:
+        """The descriptor (raises :class:`MapClosedError` if closed). Stays owned by this Map."""
+        try:
+            return self._handle.peek()
+        except HandleClosed:
+            raise MapClosedError("fileno", self.name) from None
+
+    @property
+    def fd(self) -> int:
+        """Same as :meth:`fileno`."""
+        return self.fileno()
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this map lives in."""
+        return self._backend
+
+    def __enter__(self) -> Map:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None and not handle.closed:
+            warnings.warn(f"unclosed map {self.name!r}", ResourceWarning, stacklevel=2, source=self)
+            handle.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self._handle.peek()}"
+        return f"<loader.Map {self.name!r} {self.type} {state}>"
+
+    # -- kernel-side metadata --------------------------------------------------------------------
+
+    def info(self) -> MapInfo:
+        """What the kernel reports about the map (``BPF_OBJ_GET_INFO_BY_FD``).
+
+        ``btf_fallback`` is non-empty when the map was created without its BTF because
+        the kernel refused it, and says why.
+        """
+        info = self._call("info", self._backend.map_info)
+        return attrs.evolve(info, btf_fallback=self._btf_fallback)
+
+    def pin(self, path: str) -> None:
+        """Pin the map at ``path`` (on bpffs)."""
+        from loader.pinning import check_pin_path
+
+        check_pin_path(path)
+        self._call("pin", self._backend.obj_pin, path)
+        self._pinned_path = path
+
+    def unpin(self) -> None:
+        """Remove the pin made by :meth:`pin` or found by :meth:`load_pinned` (no-op if none)."""
+        path = self._pinned_path
+        if path is None:
+            return
+        try:
+            self._backend.obj_unpin(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise MapError(err.errno or errno.EIO, "unpin", self.name, path) from None
+        self._pinned_path = None
+
+    @property
+    def pinned_path(self) -> str | None:
+        """Where the map is pinned, if this Map pinned or loaded it."""
+        return self._pinned_path
+
+    def freeze(self) -> None:
+        """Make the map read-only for user space (``BPF_MAP_FREEZE``)."""
+        self._call("freeze", self._backend.map_freeze)
+
+    # -- single elements -----------------------------------------------------------------------------
+
+    def lookup(self, key: KeyLike | None = None) -> Any:
+        """The value stored under ``key``: bytes; a list of bytes per CPU for per-CPU maps;
+        the stored object's id (int) for program arrays and maps of maps.
+
+        Queue/stack: the head without removing it (no key). ``KeyNotFoundError`` if absent.
+        """
+        raw = self._call("lookup", self._backend.map_lookup, self._key(key), self._value_len)
+        return self._decode_value(raw)
+
+    def update(self, key: KeyLike | None, value: Any, flags: int = UpdateFlags.ANY) -> None:
+        """Store ``value`` under ``key`` (``flags``: ``UpdateFlags.ANY/NOEXIST/EXIST/LOCK``).
+
+        Per-CPU maps take a list of per-CPU values (shorter lists are zero-filled) or one
+        value for every CPU. ``KeyExistsError`` for ``NOEXIST`` on an existing key.
+        Queue/stack/bloom filter: ``key`` is None (a push).
+        """
+        self._call("update", self._backend.map_update, self._key(key), self._encode_value(value), int(flags))
+
+    def delete(self, key: KeyLike) -> None:
+        """Remove ``key``; ``KeyNotFoundError`` if absent."""
+        self._call("delete", self._backend.map_delete, self._key(key))
+
+    def lookup_and_delete(self, key: KeyLike | None = None) -> Any:
+        """Remove and return the value under ``key`` (queue/stack: pop, no key)."""
+        raw = self._call("lookup_and_delete", self._backend.map_lookup_and_delete, self._key(key),
+                         self._value_len)
+        return self._decode_value(raw)
+
+    def __getitem__(self, key: KeyLike) -> Any:
+        return self.lookup(key)
+
+    def __setitem__(self, key: KeyLike, value: Any) -> None:
+        self.update(key, value)
+
+    def __delitem__(self, key: KeyLike) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (bytes, bytearray, memoryview)):
+            return False
+        try:
+            self.lookup(key)
+        except KeyError:
+            return False
+        return True
+
+    # -- iteration ----------------------------------------------------------------------------------
+
+    def keys(self) -> Iterator[bytes]:
+        """Every key, via ``BPF_MAP_GET_NEXT_KEY``.
+
+        Safe while the map changes: if the current key is deleted (the kernel then
+        restarts from the first key) keys already seen are not repeated, and the walk
+        stops after ``max_entries`` distinct keys.
+        """
+        if not self._has_key:
+            raise MapError(errno.EINVAL, "iterate", self.name, f"{self.type} maps have no keys")
+        seen: set[bytes] = set()
+        key: bytes | None = None
+        while len(seen) < max(self.max_entries, 1):
+            try:
+                key = self._call("get_next_key", self._backend.map_get_next_key, key, self.key_size)
+            except KeyError:
+                return
+            if key in seen:
+                return  # the kernel restarted and came back to a key we have given out
+            seen.add(key)
+            yield key
+
+    __iter__ = keys
+
+    def items(self) -> Iterator[tuple[bytes, Any]]:
+        """``(key, value)`` pairs; entries deleted during the walk are skipped."""
+        for key in self.keys():
+            try:
+                yield key, self.lookup(key)
+            except KeyError:
+                continue
+
+    def values(self) -> Iterator[Any]:
+        """The values, in key order."""
+        for _, value in self.items():
+            yield value
+
+    # -- batches ------------------------------------------------------------------------------------
+
+    def batch_lookup(self, cursor: BatchCursor, count: int = 4096) -> tuple[list[bytes], list[Any]]:
+        """Up to ``count`` entries after ``cursor`` (more if one hash bucket holds more); ``[]`` when done."""
+        return self._batch(cursor, count, delete=False)
+
+    def batch_lookup_and_delete(self, cursor: BatchCursor, count: int = 4096) -> tuple[list[bytes], list[Any]]:
+        """Like :meth:`batch_lookup`, removing what it returns."""
+        return self._batch(cursor, count, delete=True)
+
+    def batch_update(self, keys: Sequence[KeyLike], values: Sequence[Any], flags: int = UpdateFlags.ANY) -> int:
+        """Store ``values[i]`` under ``keys[i]``; returns how many were written."""
+        if len(keys) != len(values):
+            raise ValueError(f"map {self.name!r}: {len(keys)} keys but {len(values)} values")
+        if not keys:
+            return 0
+        packed_keys = b"".join(self._key(k) for k in keys)
+        packed_values = b"".join(self._encode_value(v) for v in values)
+        n: int = self._call("batch_update", self._backend.map_update_batch, packed_keys, packed_values,
+                            len(keys), elem_flags=int(flags))
+        return n
+
+    def batch_delete(self, keys: Sequence[KeyLike]) -> int:
+        """Remove ``keys``; returns how many were deleted."""
+        if not keys:
+            return 0
+        packed = b"".join(self._key(k) for k in keys)
+        n: int = self._call("batch_delete", self._backend.map_delete_batch, packed, len(keys))
+        return n
+
+    def iter_batches(self, count: int = 4096, *, delete: bool = False) -> Iterator[tuple[list[bytes], list[Any]]]:
+        """Every entry, ``count`` at a time (removing them if ``delete``)."""
+        cursor = BatchCursor()
+        while not cursor.done:
+            keys, values = self._batch(cursor, count, delete=delete)
+            if keys:
+                yield keys, values
+
+    def _batch(self, cursor: BatchCursor, count: int, *, delete: bool) -> tuple[list[bytes], list[Any]]:
+        if count < 1:
+            raise ValueError(f"map {self.name!r}: batch count must be at least 1, got {count}")
+        cursor._bind(self)
+        if cursor._done:
+            return [], []
+        op = "batch_lookup_and_delete" if delete else "batch_lookup"
+        token_size = max(self.key_size, 4)  # hash maps write a u32 bucket, arrays a key
+        while True:
+            try:
+                result = self._call(op, self._backend.map_lookup_batch, cursor._token, token_size,
+                                    self.key_size, self._value_len, count, delete=delete)
+                break
+            except MapError as err:
+                if err.errno != errno.ENOSPC or count >= MAX_BATCH:
+                    raise
+                count = min(count * 2, MAX_BATCH)  # a hash bucket holds more than count entries
+        cursor._token = result.next_batch
+        cursor._done = result.done
+        ks, vs = self.key_size, self._value_len
+        keys = [result.keys[i * ks:(i + 1) * ks] for i in range(result.count)]
+        raw_values = [result.values[i * vs:(i + 1) * vs] for i in range(result.count)]
+        if self._per_cpu or self._stores_objects:
+            return keys, [self._decode_value(v) for v in raw_values]
+        return keys, raw_values
+
+    # -- typed values --------------------------------------------------------------------------------
+
+    def typed(self) -> TypedMap:
+        """A view that encodes keys and values from Python values by the map's BTF types."""
+        from loader.typed import TypedMap
+
+        return TypedMap(self)
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _call(self, op: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a backend operation on the descriptor, turning errors into the library's."""
+        try:
+            fd = self._handle.acquire()
+        except HandleClosed:
+            raise MapClosedError(op, self.name) from None
+        try:
+            return fn(fd, *args, **kwargs)
+        except OSError as err:
+            if isinstance(err, LoaderError):
+                raise
+            raise map_error(err, op, self.name) from None
+        finally:
+            self._handle.release()
+
+    def _key(self, key: KeyLike | None) -> bytes:
+        if not self._has_key:
+            if key is not None and len(key) != 0:
+                raise ValueError(f"map {self.name!r}: {self.type} maps take no key")
+            return b""
+        if key is None:
+            raise ValueError(f"map {self.name!r}: a key of {self.key_size} bytes is required")
+        raw = bytes(key)
+        if len(raw) != self.key_size:
+            raise ValueError(f"map {self.name!r}: key is {len(raw)} bytes, the map's keys are {self.key_size}")
+        return raw
+
+    def _encode_value(self, value: Any) -> bytes:
+        if self._stores_objects:
+            return _FD_VALUE.pack(_object_fd(value, self.name))
+        if self._per_cpu:
+            return self._encode_per_cpu(value)
+        raw = bytes(value)
+        if len(raw) != self.value_size:
+            raise ValueError(
+                f"map {self.name!r}: value is {len(raw)} bytes, the map's values are {self.value_size}")
+        return raw
+
+    def _encode_per_cpu(self, value: Any) -> bytes:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            values: list[Any] = [value] * self._cpus  # one value for every CPU
+        else:
+            values = list(value)
+            if len(values) > self._cpus:
+                raise ValueError(f"map {self.name!r}: {len(values)} per-CPU values for {self._cpus} possible CPUs")
+        padding = b"\0" * (self._slot - self.value_size)
+        slots = []
+        for cpu, v in enumerate(values):
+            raw = bytes(v)
+            if len(raw) != self.value_size:
+                raise ValueError(f"map {self.name!r}: value for CPU {cpu} is {len(raw)} bytes, "
+                                 f"the map's values are {self.value_size}")
+            slots.append(raw + padding)
+        slots.append(b"\0" * (self._slot * (self._cpus - len(values))))
+        return b"".join(slots)
+
+    def _decode_value(self, raw: bytes) -> Any:
+        if self._stores_objects:
+            return _ID_VALUE.unpack_from(raw)[0]
+        if self._per_cpu:
+            slot, size = self._slot, self.value_size
+            return [raw[cpu * slot:cpu * slot + size] for cpu in range(self._cpus)]
+        return raw
+
+
+def _object_fd(value: Any, map_name: str) -> int:
+    """The fd to store for a map-in-map / prog-array value: a Map, a Program, or an int fd."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    fileno = getattr(value, "fileno", None)
+    if callable(fileno):
+        fd: int = fileno()
+        return fd
+    raise ValueError(f"map {map_name!r} stores maps or programs: give a Map, a Program or a file descriptor, "
+                     f"not {type(value).__name__}")
+
+
+def _owning(fd: int, backend: Backend, make: Any) -> Map:
+    """``make()``, closing ``fd`` if it fails."""
+    try:
+        m: Map = make()
+    except BaseException:
+        backend.close(fd)
+        raise
+    return m
+
+
+def map_attrs_name(name: str) -> str:
+    """``name`` as the kernel will take it: at most 15 characters of ``[A-Za-z0-9_.]``."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
+    return cleaned[:MAP_NAME_LEN]
+
+
+__all__ = ["BatchCursor", "Map", "MapAttrs", "default_backend", "map_attrs_name"]
+
