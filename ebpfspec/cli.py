@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from pathlib import Path
 
 import btf
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 0
-    except (SpecError, btf.BTFError, OSError) as err:
+    except (SpecError, btf.BTFError, OSError, ValueError, KeyError, _loader_error()) as err:
         print(f"ebpfspec: error: {_describe(err)}", file=sys.stderr)
         return 1
     return 0
@@ -63,7 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--format", choices=("raw", "c"), default="raw",
                       help="raw: one record per type like bpftool (default); c: a C header")
     dump.set_defaults(command=btf_dump)
+    register_loader_commands(commands)
     return parser
+
+
+def register_loader_commands(commands: Any) -> None:
+    """Add ``load`` and ``map dump``, which live in the ``loader`` package (when it is installed).
+
+    Imported here, at run time, so that ``ebpfspec`` never depends on ``loader`` at import.
+    """
+    try:
+        from loader.cli_commands import register
+    except ImportError:
+        return
+    register(commands)
 
 
 def inspect_object(args: argparse.Namespace) -> Iterable[str]:
@@ -113,6 +127,15 @@ def object_btf(path: Path) -> btf.Spec:
     if section is None:
         raise SpecError(f"{path}: the object has no .BTF section")
     return btf.load_spec(obj.contents(section))
+
+
+def _loader_error() -> type[Exception]:
+    """``loader.LoaderError`` if the loader is installed (caught as a clean error)."""
+    try:
+        from loader.errors import LoaderError
+    except ImportError:
+        return SpecError
+    return LoaderError
 
 
 def _describe(err: Exception) -> str:

@@ -1,7 +1,7 @@
 """The ELF layer of the reader: sections, symbols and relocations of a BPF object.
 
-pyelftools reads the ELF and section headers; the bulk tables (symbols, relocations)
-are decoded here with ``struct.iter_unpack`` over the raw bytes, which is many times
+pyelftools reads the ELF header; the section header table and the bulk tables (symbols,
+relocations) are decoded here with ``struct.iter_unpack`` over the raw bytes, which is many times
 faster than iterating pyelftools' per-entry objects. Every offset and size is checked
 against the file's real size before it is used. No syscalls.
 """
@@ -29,6 +29,7 @@ SHF_EXECINSTR = 0x4
 SHN_UNDEF = 0
 SHN_ABS = 0xFFF1
 SHN_COMMON = 0xFFF2
+SHN_XINDEX = 0xFFFF
 
 STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
 STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION = 0, 1, 2, 3
@@ -100,30 +101,58 @@ class ObjectFile:
         self._e = "<" if self.byte_order == "little" else ">"
         self._by_name = {s.name: s for s in self.sections}
         self.symbols = self._read_symbols()
+        # indexes built once: per-section lookups must not rescan every symbol/section
+        self._symbols_by_section: dict[int, list[Symbol]] = {}
+        self._symbols_at: dict[tuple[int, int], list[Symbol]] = {}
+        for sym in sorted(self.symbols, key=lambda s: s.value):
+            self._symbols_by_section.setdefault(sym.section_index, []).append(sym)
+            self._symbols_at.setdefault((sym.section_index, sym.value), []).append(sym)
+        self._rel_sections: dict[int, list[Section]] = {}
+        for rel in self.sections:
+            if rel.type == SHT_REL:
+                self._rel_sections.setdefault(rel.info, []).append(rel)
 
     # -- sections ---------------------------------------------------------------------
 
     def _read_sections(self, elf: ELFFile) -> Iterator[Section]:
-        count = elf.num_sections()
-        if elf.header["e_shoff"] + count * elf.header["e_shentsize"] > len(self.data):
-            raise SpecError(f"{self.name}: section header table runs past the end of the file")
-        for index in range(count):
-            elf_section = elf.get_section(index)
-            name = elf_section.name if index else ""
-            raw = elf_section.header
-            sh_type = raw["sh_type"]
-            section = Section(
-                index, name, sh_type if isinstance(sh_type, int) else _SH_TYPES.get(sh_type, -1),
-                raw["sh_flags"], raw["sh_offset"], raw["sh_size"], raw["sh_link"],
-                raw["sh_info"], raw["sh_entsize"],
-            )
-            if section.type != SHT_NOBITS and section.offset + section.size > len(self.data):
-                raise SpecError(
-                    f"contents [{section.offset:#x}, +{section.size:#x}) run past the end of the "
-                    f"file ({len(self.data):#x} bytes)",
-                    section=name,
-                )
-            yield section
+        # The section header table is decoded here, not by pyelftools: its section objects
+        # read names, linked sections and contents before anything is checked against the
+        # file's size (huge offsets, self-linked sections, string tables past the end).
+        e = "<" if elf.little_endian else ">"
+        shoff, shentsize, shnum, shstrndx = (elf.header[k] for k in ("e_shoff", "e_shentsize",
+                                                                       "e_shnum", "e_shstrndx"))
+        if shoff == 0:
+            return
+        if shentsize != _SHDR_SIZE:
+            raise SpecError(f"{self.name}: e_shentsize is {shentsize}, expected {_SHDR_SIZE}")
+        if shoff + _SHDR_SIZE > len(self.data):
+            raise SpecError(f"{self.name}: section header table at {shoff:#x} lies past the end of "
+                            f"the file ({len(self.data):#x} bytes)")
+        first = _SHDR[e].unpack_from(self.data, shoff)
+        count = shnum or first[5]  # e_shnum 0: the real count is section 0's sh_size
+        if shoff + count * _SHDR_SIZE > len(self.data):
+            raise SpecError(f"{self.name}: section header table ({count} entries at {shoff:#x}) runs "
+                            f"past the end of the file ({len(self.data):#x} bytes)")
+        if shstrndx == SHN_XINDEX:
+            shstrndx = first[6]
+        headers = list(_SHDR[e].iter_unpack(self.data[shoff : shoff + count * _SHDR_SIZE]))
+        if not 0 < shstrndx < count:
+            raise SpecError(f"{self.name}: section header string table index {shstrndx} is out of "
+                            f"range ({count} sections)")
+        strtab = headers[shstrndx]
+        if strtab[1] == SHT_NOBITS or strtab[4] + strtab[5] > len(self.data):
+            raise SpecError(f"{self.name}: section header string table (section {shstrndx}): contents "
+                            f"[{strtab[4]:#x}, +{strtab[5]:#x}) are not in the file "
+                            f"({len(self.data):#x} bytes)")
+        names = self.data[strtab[4] : strtab[4] + strtab[5]]
+        for index, (sh_name, sh_type, flags, _addr, offset, size, link, info, _align, entsize) in (
+            enumerate(headers)
+        ):
+            name = _string(names, sh_name, f"section header string table (entry {index})") if index else ""
+            if sh_type != SHT_NOBITS and offset + size > len(self.data):
+                raise SpecError(f"contents [{offset:#x}, +{size:#x}) run past the end of the file "
+                                f"({len(self.data):#x} bytes)", section=name or f"#{index}")
+            yield Section(index, name, sh_type, flags, offset, size, link, info, entsize)
 
     def section(self, name: str) -> Section | None:
         """The section called ``name``, if any."""
@@ -162,16 +191,18 @@ class ObjectFile:
 
     def symbols_in(self, section: Section) -> list[Symbol]:
         """The symbols defined in ``section``, by address."""
-        return sorted((s for s in self.symbols if s.section_index == section.index), key=lambda s: s.value)
+        return list(self._symbols_by_section.get(section.index, ()))
+
+    def symbols_at(self, section: Section, offset: int) -> list[Symbol]:
+        """The symbols defined at ``offset`` in ``section``, in symbol table order."""
+        return list(self._symbols_at.get((section.index, offset), ()))
 
     # -- relocations ---------------------------------------------------------------------
 
     def relocations_for(self, section: Section) -> tuple[Relocation, ...]:
         """The relocations applying to ``section`` (from every ``SHT_REL`` section targeting it)."""
         found: list[Relocation] = []
-        for rel in self.sections:
-            if rel.type != SHT_REL or rel.info != section.index:
-                continue
+        for rel in self._rel_sections.get(section.index, ()):
             if rel.size % _REL_SIZE:
                 raise SpecError(f"size {rel.size} is not a multiple of {_REL_SIZE}", section=rel.name)
             for offset, info in struct.iter_unpack(self._e + "QQ", self.contents(rel)):
@@ -187,8 +218,8 @@ class ObjectFile:
         return tuple(found)
 
 
-_SH_TYPES = {"SHT_NULL": 0, "SHT_PROGBITS": 1, "SHT_SYMTAB": 2, "SHT_STRTAB": 3, "SHT_RELA": 4,
-             "SHT_NOBITS": 8, "SHT_REL": 9, "SHT_LLVM_ADDRSIG": 0x6FFF4C03}
+_SHDR_SIZE = 64
+_SHDR = {e: struct.Struct(e + "IIQQQQIIQQ") for e in "<>"}  # Elf64_Shdr
 
 
 def _string(table: bytes, offset: int, section: str) -> str:

@@ -46,6 +46,10 @@ def read_btf_maps(obj: ObjectFile, types: btf.Spec | None) -> Iterator[MapSpec]:
             raise SpecError("map has no ELF symbol in .maps", section=SECTION, symbol=var.name)
         if symbol.bind == STB_LOCAL:
             raise SpecError("static maps are not supported", section=SECTION, symbol=var.name)
+        if symbol.value + symbol.size > section.size:
+            raise SpecError(f"map definition [{symbol.value:#x}, +{symbol.size:#x}) lies outside the "
+                            f"section ({section.size} bytes)", section=SECTION, symbol=var.name,
+                            offset=symbol.value)
         definition = btf.skip_qualifiers_and_typedefs(var.type)
         if not isinstance(definition, btf.Struct):
             raise SpecError(f"map definition is a {definition.kind}, not a struct",

@@ -25,6 +25,8 @@ BPF_F_RDONLY_PROG = 1 << 7
 #: bounded here rather than by the file's real size.
 MAX_DATA_SECTION_SIZE = 64 << 20
 
+_U32_MAX = 0xFFFFFFFF
+
 
 def is_data_section(section: Section) -> bool:
     """True for sections that hold global variables."""
@@ -58,7 +60,15 @@ def fix_datasecs(obj: ObjectFile, types: btf.Spec) -> btf.Spec:
         section = obj.section(t.name)
         if section is None:  # .kconfig / .ksyms: no ELF section, offsets are the loader's
             continue
-        offsets = {s.name: s.value for s in obj.symbols_in(section) if s.name}
+        if section.size > _U32_MAX:
+            raise SpecError(f"{section.size} bytes does not fit a BTF DATASEC", section=section.name)
+        offsets: dict[str, int] = {}
+        for sym in obj.symbols_in(section):
+            if sym.name and sym.value > section.size:
+                raise SpecError(f"symbol at {sym.value:#x} lies outside the section ({section.size} bytes)",
+                                section=section.name, symbol=sym.name, offset=sym.value)
+            if sym.name:
+                offsets[sym.name] = sym.value
         secinfos = tuple(
             btf.VarSecinfo(v.type_id, offsets.get(v.type.name, v.offset), v.size) for v in t.vars
         )
@@ -97,12 +107,18 @@ def read_variables(obj: ObjectFile, types: btf.Spec | None) -> Iterator[Variable
     for section in data_sections(obj):
         data = obj.contents(section)
         btf_vars = _btf_vars(types, section.name)
+        claimed = 0  # overlapping variables would each get a copy: bound the total by the section
         for symbol in obj.symbols_in(section):
             if symbol.type != STT_OBJECT or not symbol.name:
                 continue
             if symbol.value + symbol.size > section.size:
                 raise SpecError(f"variable [{symbol.value}, +{symbol.size}) lies outside the section "
                                 f"({section.size} bytes)", section=section.name, symbol=symbol.name)
+            claimed += symbol.size
+            if claimed > section.size:
+                raise SpecError(f"variables overlap: together they claim more than the section's "
+                                f"{section.size} bytes", section=section.name, symbol=symbol.name,
+                                offset=symbol.value)
             if section.type == SHT_NOBITS:
                 value = bytes(symbol.size)
             else:

@@ -20,7 +20,6 @@ programs, typed by their section name (:mod:`ebpfspec.sections`).
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -202,14 +201,14 @@ def _extern_reference(insn: Instruction, name: str, section: str, offset: int) -
 
 
 def _function_at(obj: ObjectFile, section: Section, offset: int, referrer: str, at: int) -> str:
-    for symbol in obj.symbols_in(section):
+    for symbol in obj.symbols_at(section, offset):
         if is_function_symbol(symbol) and symbol.value == offset:
             return symbol.name
     raise SpecError(f"no function starts at offset {offset} of {section.name!r}", section=referrer, offset=at)
 
 
 def _symbol_at(obj: ObjectFile, section: Section, offset: int, referrer: str, at: int) -> str:
-    for symbol in obj.symbols_in(section):
+    for symbol in obj.symbols_at(section, offset):
         if symbol.value == offset and symbol.name and symbol.type != STT_SECTION:
             return symbol.name
     raise SpecError(f"no symbol at offset {offset} of {section.name!r}", section=referrer, offset=at)
@@ -252,6 +251,11 @@ def split_functions(obj: ObjectFile, decoded: _DecodedSection) -> list[Function]
     """Step 4: the section cut into functions at its function symbols."""
     section = decoded.section
     starts = sorted({s.value: s for s in obj.symbols_in(section) if is_function_symbol(s)}.items())
+    for offset, symbol in starts:
+        if offset + symbol.size > section.size:
+            raise SpecError(f"function [{offset:#x}, +{symbol.size:#x}) lies outside the section "
+                            f"({section.size} bytes)", section=section.name, symbol=symbol.name,
+                            offset=offset)
     if not starts:
         raise SpecError("executable section has no function symbols", section=section.name)
     if starts[0][0] != 0:
