@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import struct
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from btf.errors import BTFError
 from btf.kinds import Kind
@@ -30,6 +30,7 @@ from btf.wire import (
     RECORD_PER_VLEN,
     ByteOrder,
     RecordDecoder,
+    byte_order_prefix,
     parse_header,
 )
 
@@ -59,6 +60,9 @@ class Spec:
         self.byte_order: ByteOrder = byte_order
         self.base = base
         self._first_id = len(base) if base is not None else 1
+        # A given index comes from a spec whose names were checked against a string table of
+        # this length (copy, with_datasec_layout): only a new index is checked here.
+        check_names = _index is None
         if _index is None:
             _index = _build_index(self._data, self._first_id, byte_order)
         self._offsets, self._name_offs, self._kinds = _index
@@ -69,7 +73,7 @@ class Spec:
         self.type_count = self._len
         self._cache: list[Type | None] = [None] * len(self._offsets)
         self._void = Void(spec=self)
-        if self._name_offs and max(self._name_offs) >= len(strings):
+        if check_names and self._name_offs and max(self._name_offs) >= len(strings):
             bad = next(i for i, off in enumerate(self._name_offs) if off >= len(strings))
             raise BTFError(
                 f"name offset {self._name_offs[bad]} is outside the string table "
@@ -97,6 +101,46 @@ class Spec:
                 raise BTFError(f"types must be numbered from {first}; got {t.id} at position {i}")
         raw = marshal_types(types, byte_order=byte_order, base=base)
         return load_spec(raw, base=base)
+
+    def with_datasec_layout(self, layout: Mapping[int, tuple[int, Sequence[int]]]) -> Spec:
+        """A spec whose ``DATASEC`` records get new sizes and variable offsets.
+
+        ``layout`` maps the ID of each DATASEC to change (one of this spec's own types) to
+        ``(size, offsets)``: the section's size and each variable's offset, one per
+        ``VarSecinfo`` in order. Everything else is as in this spec.
+
+        clang leaves every DATASEC with size 0 and offsets 0; a loader fills them in from the
+        ELF object (what :func:`ebpfspec.load_collection_spec` does). Those fields do not
+        change any record's length, so the new spec is this one's raw type section with just
+        those words patched: it shares this spec's string table and record index (both
+        immutable) instead of marshaling every type and parsing them back. Its types are
+        decoded lazily, as always, and belong to it.
+
+        Raises :class:`BTFError` if an ID is not one of this spec's own DATASECs, the number of
+        offsets is not its number of variables, or a value does not fit in a u32.
+        """
+        data = bytearray(self._data)
+        u32 = struct.Struct(byte_order_prefix(self.byte_order) + "I")
+        for type_id, (size, offsets) in layout.items():
+            local = type_id - self._first_id
+            if not 0 <= local < len(self._offsets):
+                raise BTFError(f"type ID {type_id} is not one of this spec's own types")
+            if self._kinds[local] != Kind.DATASEC:
+                raise BTFError(f"is {Kind(self._kinds[local])}, not DATASEC", type_id=type_id)
+            pos = self._offsets[local]
+            (info,) = u32.unpack_from(data, pos + 4)
+            vlen = info & 0xFFFF
+            if len(offsets) != vlen:
+                raise BTFError(f"{len(offsets)} offsets given for a DATASEC of {vlen} variables",
+                               type_id=type_id)
+            for value in (size, *offsets):
+                if not 0 <= value <= 0xFFFFFFFF:
+                    raise BTFError(f"DATASEC size or offset {value} does not fit in a u32", type_id=type_id)
+            u32.pack_into(data, pos + 8, size)
+            for i, offset in enumerate(offsets):
+                u32.pack_into(data, pos + 16 + 12 * i, offset)  # VarSecinfo: type, offset, size
+        index = (self._offsets, self._name_offs, self._kinds)
+        return Spec(bytes(data), self.strings, self.byte_order, self.base, _index=index)
 
     def copy(self) -> Spec:
         """An independent spec with the same types: it shares no mutable state with this one."""
@@ -135,6 +179,20 @@ class Spec:
             return self._void
         raise BTFError(f"type ID {type_id} is out of range (spec has {self._len} types)")
 
+    def name_of(self, type_id: int) -> str:
+        """The name of type ``type_id``, without decoding it ("" if anonymous)."""
+        local = type_id - self._first_id
+        if local >= 0:
+            if local >= len(self._name_offs):
+                raise BTFError(f"type ID {type_id} is out of range (spec has {self._len} types)")
+            offset = self._name_offs[local]
+            return (self.strings.cached(offset) or self.strings.lookup(offset)) if offset else ""
+        if self.base is not None:
+            return self.base.name_of(type_id)
+        if type_id == 0:
+            return ""
+        raise BTFError(f"type ID {type_id} is out of range (spec has {self._len} types)")
+
     def kind_of(self, type_id: int) -> Kind:
         """The kind of type ``type_id``, without decoding it."""
         local = type_id - self._first_id
@@ -161,6 +219,20 @@ class Spec:
         for local in sorted(locals_):
             if kind is None or self._kinds[local] == kind:
                 found.append(self._cache[local] or self._decode(local))
+        return tuple(found)
+
+    def types_by_kind(self, kind: Kind) -> tuple[Type, ...]:
+        """Every type of ``kind``, in ID order (the base's first), decoding only those."""
+        found: list[Type] = []
+        if self.base is not None:
+            found.extend(self.base.types_by_kind(kind))
+        elif kind == Kind.UNKNOWN:
+            found.append(self._void)
+        kinds, needle = self._kinds, bytes((kind,))
+        local = kinds.find(needle)
+        while local >= 0:
+            found.append(self._cache[local] or self._decode(local))
+            local = kinds.find(needle, local + 1)
         return tuple(found)
 
     def type_by_name(self, name: str, kind: Kind | None = None) -> Type:

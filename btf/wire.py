@@ -272,12 +272,40 @@ class RecordDecoder:
     def _array(self, spec: Spec, tid: int, name: str, kind: int, info: int, size: int,
                data: bytes, pos: int) -> Type:
         elem, index, nelems = self._triple.unpack_from(data, pos)
-        spec.check_ref(elem, tid, pos)
-        spec.check_ref(index, tid, pos + 4)
+        if elem >= spec.type_count or index >= spec.type_count:  # check_ref raises only then
+            spec.check_ref(elem, tid, pos)
+            spec.check_ref(index, tid, pos + 4)
         return _new(Array, (tid, name, elem, index, nelems, spec))
 
     def _composite(self, spec: Spec, tid: int, name: str, kind: int, info: int, size: int,
                    data: bytes, pos: int) -> Type:
+        # One pass over the (name_off, type, offset) entries. Anything unusual — a type ID out
+        # of range, a bad name offset — goes to _composite_checked, which checks every
+        # reference before any name, as always, and so raises the same error.
+        spec_types = spec.type_count
+        strings = spec.strings
+        cached, lookup = strings.cached, strings.lookup
+        members: list[Member] = []
+        append = members.append
+        try:
+            entries = self._triple.iter_unpack(data[pos : pos + 12 * (info & 0xFFFF)])
+            if info >> 31:  # kind_flag: offset holds bitfield_size << 24 | bit offset
+                for n, t, o in entries:
+                    if t >= spec_types:
+                        raise _Unusual
+                    append(_new(Member, ((cached(n) or lookup(n)) if n else "", t, o & 0xFFFFFF, o >> 24,
+                                         spec)))
+            else:
+                for n, t, o in entries:
+                    if t >= spec_types:
+                        raise _Unusual
+                    append(_new(Member, ((cached(n) or lookup(n)) if n else "", t, o, 0, spec)))
+        except (_Unusual, BTFError, struct.error):
+            return self._composite_checked(spec, tid, name, kind, info, size, data, pos)
+        return _new(Struct if kind == Kind.STRUCT else Union, (tid, name, size, tuple(members), spec))
+
+    def _composite_checked(self, spec: Spec, tid: int, name: str, kind: int, info: int, size: int,
+                           data: bytes, pos: int) -> Type:
         flat = self._words(3 * (info & 0xFFFF)).unpack_from(data, pos)
         types = flat[1::3]
         self._check_refs(spec, tid, pos + 4, 12, types)  # (name_off, type, offset) entries
@@ -323,6 +351,26 @@ class RecordDecoder:
 
     def _func_proto(self, spec: Spec, tid: int, name: str, kind: int, info: int, ret: int,
                     data: bytes, pos: int) -> Type:
+        # One pass over the (name_off, type) entries; anything unusual goes to
+        # _func_proto_checked, as for _composite.
+        spec_types = spec.type_count
+        strings = spec.strings
+        cached, lookup = strings.cached, strings.lookup
+        params: list[Param] = []
+        append = params.append
+        try:
+            if ret >= spec_types:
+                raise _Unusual
+            for n, t in self._pair.iter_unpack(data[pos : pos + 8 * (info & 0xFFFF)]):
+                if t >= spec_types:
+                    raise _Unusual
+                append(_new(Param, ((cached(n) or lookup(n)) if n else "", t, spec)))
+        except (_Unusual, BTFError, struct.error):
+            return self._func_proto_checked(spec, tid, name, kind, info, ret, data, pos)
+        return _new(FuncProto, (tid, name, ret, tuple(params), spec))
+
+    def _func_proto_checked(self, spec: Spec, tid: int, name: str, kind: int, info: int, ret: int,
+                            data: bytes, pos: int) -> Type:
         if ret >= spec.type_count:
             spec.check_ref(ret, tid, pos - 4)
         flat = self._words(2 * (info & 0xFFFF)).unpack_from(data, pos)
@@ -334,7 +382,8 @@ class RecordDecoder:
 
     def _var(self, spec: Spec, tid: int, name: str, kind: int, info: int, ref: int,
              data: bytes, pos: int) -> Type:
-        spec.check_ref(ref, tid, pos - 4)
+        if ref >= spec.type_count:  # check_ref raises only then
+            spec.check_ref(ref, tid, pos - 4)
         (raw,) = self._u32.unpack_from(data, pos)
         linkage = _VAR_LINKAGES.get(raw)
         if linkage is None:
@@ -343,6 +392,22 @@ class RecordDecoder:
 
     def _datasec(self, spec: Spec, tid: int, name: str, kind: int, info: int, size: int,
                  data: bytes, pos: int) -> Type:
+        # One pass over the (type, offset, size) entries; anything unusual goes to
+        # _datasec_checked, as for _composite.
+        spec_types = spec.type_count
+        secinfos: list[VarSecinfo] = []
+        append = secinfos.append
+        try:
+            for t, o, z in self._triple.iter_unpack(data[pos : pos + 12 * (info & 0xFFFF)]):
+                if t >= spec_types:
+                    raise _Unusual
+                append(_new(VarSecinfo, (t, o, z, spec)))
+        except (_Unusual, struct.error):
+            return self._datasec_checked(spec, tid, name, kind, info, size, data, pos)
+        return _new(Datasec, (tid, name, size, tuple(secinfos), spec))
+
+    def _datasec_checked(self, spec: Spec, tid: int, name: str, kind: int, info: int, size: int,
+                         data: bytes, pos: int) -> Type:
         flat = self._words(3 * (info & 0xFFFF)).unpack_from(data, pos)
         types = flat[0::3]
         self._check_refs(spec, tid, pos, 12, types)
@@ -361,6 +426,10 @@ class RecordDecoder:
         spec.check_ref(ref, tid, pos - 4)
         (component,) = self._i32.unpack_from(data, pos)
         return _new(DeclTag, (tid, name, ref, component, bool(info >> 31), spec))
+
+
+class _Unusual(Exception):
+    """Raised inside a fast decoding loop to hand the record to its fully checked decoder."""
 
 
 def _in_record(err: BTFError, type_id: int, pos: int) -> BTFError:

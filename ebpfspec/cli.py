@@ -10,8 +10,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import btf
 from btf.format_raw import format_raw

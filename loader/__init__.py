@@ -6,6 +6,7 @@
 """
 
 from loader.backend import Backend, BatchResult, MapAttrs, MapInfo
+from loader.collection import Collection, load_collection
 from loader.errors import (
     BatchCursorError,
     KeyExistsError,
@@ -17,26 +18,30 @@ from loader.errors import (
     NotSupportedError,
     VerifierError,
 )
+from loader.kernel import KernelBackend
 from loader.map import BatchCursor, Map
+from loader.memory import MemoryBackend
 from loader.typed import TypedMap
 
-
-def __getattr__(name: str) -> object:
-    # The backends import lazily: KernelBackend needs ctypes and a Linux libc,
-    # MemoryBackend is pure Python.
-    if name == "KernelBackend":
-        from loader.kernel import KernelBackend
-
-        return KernelBackend
-    if name == "MemoryBackend":
-        from loader.memory import MemoryBackend
-
-        return MemoryBackend
-    raise AttributeError(f"module 'loader' has no attribute {name!r}")
-
-
 __all__ = [
-    "Backend", "BatchCursor", "BatchCursorError", "BatchResult", "KernelBackend", "KeyExistsError",
-    "KeyNotFoundError", "LoaderError", "Map", "MapAttrs", "MapClosedError", "MapError", "MapIncompatibleError",
-    "MapInfo", "MemoryBackend", "NotSupportedError", "TypedMap", "VerifierError",
+    "Backend",
+    "BatchCursor",
+    "BatchCursorError",
+    "BatchResult",
+    "Collection",
+    "KernelBackend",
+    "KeyExistsError",
+    "KeyNotFoundError",
+    "LoaderError",
+    "Map",
+    "MapAttrs",
+    "MapClosedError",
+    "MapError",
+    "MapIncompatibleError",
+    "MapInfo",
+    "MemoryBackend",
+    "NotSupportedError",
+    "TypedMap",
+    "VerifierError",
+    "load_collection",
 ]

@@ -102,8 +102,14 @@ class Backend(Protocol):
         """``BPF_MAP_CREATE``; returns the new map's handle."""
         ...
 
-    def map_lookup(self, fd: int, key: bytes, value_size: int, flags: int = 0) -> bytes:
-        """``BPF_MAP_LOOKUP_ELEM``: ``value_size`` bytes (all CPUs' slots for per-CPU maps)."""
+    def map_lookup(
+        self, fd: int, key: bytes, value_size: int, flags: int = 0, *, value: bytes | None = None
+    ) -> bytes:
+        """``BPF_MAP_LOOKUP_ELEM``: ``value_size`` bytes (all CPUs' slots for per-CPU maps).
+
+        ``value`` is for maps whose lookup *reads* the value buffer (a bloom filter's
+        "is this value in the set"): it is copied into the buffer before the call.
+        """
         ...
 
     def map_update(self, fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
@@ -129,7 +135,8 @@ class Backend(Protocol):
         """``BPF_MAP_LOOKUP_BATCH`` (or ``..._AND_DELETE_BATCH``) of up to ``count`` entries.
 
         ``in_batch`` None starts at the beginning (the kernel's NULL ``in_batch``);
-        ``batch_size`` is the cursor's size (the key size for hash maps, 4 for arrays).
+        ``batch_size`` is the cursor's size: hash maps keep a u32 bucket index in it, arrays
+        a key, so callers pass ``max(key_size, 4)``.
         ``value_size`` is per entry (all CPUs' slots for per-CPU maps). ``ENOSPC`` (a
         bucket larger than ``count``) raises.
         """

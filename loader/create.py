@@ -32,6 +32,11 @@ def create_map(spec: MapSpec, backend: Backend) -> Map:
         spec.check()
     except ValueError as err:
         raise MapError(errno.EINVAL, "create", spec.name, str(err)) from None
+    if spec.extra and any(spec.extra):
+        raise LoaderError(
+            f"map {spec.name!r}: its definition has {len(spec.extra)} trailing bytes that are not all zero "
+            f"({spec.extra.hex()}); their meaning (e.g. iproute2's id/pinning) is not understood. "
+            "Use spec.replace(extra=None) to create the map from its standard fields only")
     named = [kv.value for kv in spec.contents if isinstance(kv.value, str)]
     if named:
         raise LoaderError(f"map {spec.name!r}: contents name {named[:3]}; maps whose contents refer to "
@@ -82,6 +87,11 @@ def create_inner_template(spec: MapSpec, backend: Backend) -> Map | None:
         raise LoaderError(f"map {spec.name!r}: creating its inner map template failed: {err}") from err
 
 
+#: Errnos with which ``BPF_MAP_CREATE`` refuses a map's BTF (a mismatch, or no support for it);
+#: other errors are not retried without BTF. 524 is the kernel's ENOTSUPP.
+BTF_REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, 524})
+
+
 def load_map_btf(spec: MapSpec, backend: Backend) -> tuple[int, int, int]:
     """Load the key/value types: ``(btf_fd, key_type_id, value_type_id)``; raises OSError/BTFError."""
     roots = [t for t in (spec.key, spec.value) if t is not None]
@@ -105,6 +115,8 @@ def create_with_btf_fallback(spec: MapSpec, attrs: MapAttrs, backend: Backend) -
         try:
             return _create(spec, with_btf, backend), ""
         except MapError as err:
+            if err.errno not in BTF_REFUSED:
+                raise
             fd = _create(spec, attrs, backend)  # a second failure here is not about BTF: raise it
             return fd, f"the kernel refused the map with its BTF: {_reason(err)}"
     finally:

@@ -3,7 +3,8 @@
 ``MapError`` and its subclasses are also ``OSError``\\ s carrying the kernel's errno, so
 ``except FileExistsError`` / ``except KeyError`` work as Python users expect:
 
-- :class:`KeyNotFoundError` — ``ENOENT`` on a lookup/delete (also a ``KeyError``);
+- :class:`KeyNotFoundError` — ``ENOENT`` on a lookup/delete, or an ``update(..., EXIST)``
+  of an absent key (also a ``KeyError``);
 - :class:`KeyExistsError` — ``EEXIST`` on ``update(..., NOEXIST)`` (also a ``FileExistsError``).
 """
 
@@ -18,7 +19,13 @@ class LoaderError(Exception):
 
 
 class MapError(LoaderError, OSError):
-    """A map operation failed: ``errno``, the ``op`` that failed and the ``map_name``."""
+    """A map operation failed: ``errno``, the ``op`` that failed and the ``map_name``.
+
+    ``count`` is set for batch operations that failed part way: how many entries were
+    processed before the failure (None if unknown).
+    """
+
+    count: int | None = None
 
     def __init__(self, errno: int, op: str, map_name: str, detail: str = ""):
         message = f"map {map_name!r}: {op}: {os.strerror(errno)}"
@@ -27,12 +34,13 @@ class MapError(LoaderError, OSError):
         OSError.__init__(self, errno, message)
         self.op = op
         self.map_name = map_name
+        self.detail = detail
 
     def __str__(self) -> str:
         return str(self.strerror)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.errno, self.op, self.map_name))
+        return (type(self), (self.errno, self.op, self.map_name, self.detail), {"count": self.count})
 
 
 class KeyNotFoundError(MapError, KeyError):
@@ -50,6 +58,9 @@ class MapClosedError(MapError):
 
     def __init__(self, op: str, map_name: str):
         super().__init__(errno_codes.EBADF, op, map_name, "the map is closed")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.op, self.map_name))
 
 
 class MapIncompatibleError(LoaderError):
@@ -76,11 +87,26 @@ class VerifierError(LoaderError):
                          + (f":\n{tail}" if tail else ""))
 
 
+#: Operations whose ENOENT means "no such key" (update: with ``EXIST``).
+_KEY_OPS = frozenset({"lookup", "delete", "lookup_and_delete", "update", "batch_delete"})
+#: Operations whose EEXIST means "the key is there" (with ``NOEXIST``).
+_CREATE_OPS = frozenset({"update"})
+
+
 def map_error(err: OSError, op: str, map_name: str) -> MapError:
-    """The library error for ``err`` (an errno from the kernel or a backend)."""
+    """The library error for ``err`` (an errno from the kernel or a backend).
+
+    A batch error's ``count`` (entries processed before it), if the backend set one, is kept.
+    """
     code = err.errno or errno_codes.EIO
-    if code == errno_codes.ENOENT and op in ("lookup", "delete", "lookup_and_delete"):
-        return KeyNotFoundError(code, op, map_name)
-    if code == errno_codes.EEXIST and op in ("update",):
-        return KeyExistsError(code, op, map_name)
-    return MapError(code, op, map_name)
+    error: MapError
+    if code == errno_codes.ENOENT and op in _KEY_OPS:
+        error = KeyNotFoundError(code, op, map_name)
+    elif code == errno_codes.EEXIST and op in _CREATE_OPS:
+        error = KeyExistsError(code, op, map_name)
+    else:
+        error = MapError(code, op, map_name)
+    count = getattr(err, "count", None)
+    if isinstance(count, int):
+        error.count = count
+    return error

@@ -14,6 +14,7 @@ so no thread ever operates on a recycled descriptor (see :mod:`loader.handle`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import struct
 import warnings
@@ -139,7 +140,10 @@ class Map:
     def from_fd(cls, fd: int, backend: Backend | None = None, *, name: str | None = None) -> Map:
         """A ``Map`` for an existing map descriptor; takes ownership of ``fd``."""
         backend = backend or default_backend()
-        info = backend.map_info(fd)
+        try:
+            info = backend.map_info(fd)
+        except OSError as err:
+            raise MapError(err.errno or errno.EIO, "info", name or f"fd {fd}") from err
         return cls(fd, backend, name=name or info.name, type=MapType(info.type), key_size=info.key_size,
                    value_size=info.value_size, max_entries=info.max_entries, flags=info.map_flags)
 
@@ -226,7 +230,7 @@ class Map:
         ``btf_fallback`` is non-empty when the map was created without its BTF because
         the kernel refused it, and says why.
         """
-        info = self._call("info", self._backend.map_info)
+        info: MapInfo = self._call("info", self._backend.map_info)
         return attrs.evolve(info, btf_fallback=self._btf_fallback)
 
     def pin(self, path: str) -> None:
@@ -277,7 +281,12 @@ class Map:
         value for every CPU. ``KeyExistsError`` for ``NOEXIST`` on an existing key.
         Queue/stack/bloom filter: ``key`` is None (a push).
         """
-        self._call("update", self._backend.map_update, self._key(key), self._encode_value(value), int(flags))
+        raw_key = self._key(key)
+        if self._stores_objects:
+            with _object_fds([value], self.name) as fds:  # the inner map's fd stays valid meanwhile
+                self._call("update", self._backend.map_update, raw_key, _FD_VALUE.pack(fds[0]), int(flags))
+            return
+        self._call("update", self._backend.map_update, raw_key, self._encode_value(value), int(flags))
 
     def delete(self, key: KeyLike) -> None:
         """Remove ``key``; ``KeyNotFoundError`` if absent."""
@@ -299,10 +308,16 @@ class Map:
         self.delete(key)
 
     def __contains__(self, key: object) -> bool:
+        """``key in m``. For a bloom filter, ``value in m``: False if surely absent, True if maybe present."""
         if not isinstance(key, (bytes, bytearray, memoryview)):
             return False
         try:
-            self.lookup(key)
+            if self.type == MapType.BLOOM_FILTER:
+                # The kernel reads the value to test from the value buffer of a NULL-key lookup.
+                self._call("lookup", self._backend.map_lookup, b"", self._value_len, 0,
+                           value=self._encode_value(key))
+            else:
+                self.lookup(key)
         except KeyError:
             return False
         return True
@@ -312,23 +327,44 @@ class Map:
     def keys(self) -> Iterator[bytes]:
         """Every key, via ``BPF_MAP_GET_NEXT_KEY``.
 
-        Safe while the map changes: if the current key is deleted (the kernel then
-        restarts from the first key) keys already seen are not repeated, and the walk
-        stops after ``max_entries`` distinct keys.
+        Safe while the map changes: the key after the current one is fetched before the
+        current one is handed out, so deleting it does not restart the walk; if the kernel
+        restarts anyway (the next key was deleted too) keys already seen are skipped, never
+        repeated. The walk always ends: after ``2 * max_entries`` distinct keys, or after
+        ``max_entries`` keys in a row that were seen already.
         """
         if not self._has_key:
             raise MapError(errno.EINVAL, "iterate", self.name, f"{self.type} maps have no keys")
+        limit = max(self.max_entries, 1)
         seen: set[bytes] = set()
-        key: bytes | None = None
-        while len(seen) < max(self.max_entries, 1):
-            try:
-                key = self._call("get_next_key", self._backend.map_get_next_key, key, self.key_size)
-            except KeyError:
-                return
-            if key in seen:
-                return  # the kernel restarted and came back to a key we have given out
-            seen.add(key)
-            yield key
+        key = self._next_key(None)
+        stale = 0  # keys walked since the last new one
+        while key is not None:
+            # Find the next key before handing this one out: the caller may delete it, and
+            # the kernel restarts from the first key after a key that is gone.
+            following = self._next_key(key)
+            if key not in seen:
+                seen.add(key)
+                stale = 0
+                yield key
+                if len(seen) >= 2 * limit:
+                    return  # the map keeps changing under the walk; stop rather than run forever
+            else:
+                # Back at a key given out already (a restart): walk on to the ones not seen.
+                stale += 1
+                if stale > limit:
+                    return
+            key = following
+
+    def _next_key(self, key: bytes | None) -> bytes | None:
+        """The key after ``key`` (the first if None); None at the end."""
+        try:
+            following: bytes = self._call("get_next_key", self._backend.map_get_next_key, key, self.key_size)
+        except MapError as err:
+            if err.errno == errno.ENOENT:
+                return None
+            raise
+        return following
 
     __iter__ = keys
 
@@ -351,20 +387,30 @@ class Map:
         """Up to ``count`` entries after ``cursor`` (more if one hash bucket holds more); ``[]`` when done."""
         return self._batch(cursor, count, delete=False)
 
-    def batch_lookup_and_delete(self, cursor: BatchCursor, count: int = 4096) -> tuple[list[bytes], list[Any]]:
+    def batch_lookup_and_delete(
+        self, cursor: BatchCursor, count: int = 4096
+    ) -> tuple[list[bytes], list[Any]]:
         """Like :meth:`batch_lookup`, removing what it returns."""
         return self._batch(cursor, count, delete=True)
 
-    def batch_update(self, keys: Sequence[KeyLike], values: Sequence[Any], flags: int = UpdateFlags.ANY) -> int:
+    def batch_update(
+        self, keys: Sequence[KeyLike], values: Sequence[Any], flags: int = UpdateFlags.ANY
+    ) -> int:
         """Store ``values[i]`` under ``keys[i]``; returns how many were written."""
         if len(keys) != len(values):
             raise ValueError(f"map {self.name!r}: {len(keys)} keys but {len(values)} values")
         if not keys:
             return 0
         packed_keys = b"".join(self._key(k) for k in keys)
+        if self._stores_objects:
+            with _object_fds(values, self.name) as fds:
+                packed_fds = b"".join(_FD_VALUE.pack(fd) for fd in fds)
+                n: int = self._call("batch_update", self._backend.map_update_batch, packed_keys, packed_fds,
+                                    len(keys), elem_flags=int(flags))
+            return n
         packed_values = b"".join(self._encode_value(v) for v in values)
-        n: int = self._call("batch_update", self._backend.map_update_batch, packed_keys, packed_values,
-                            len(keys), elem_flags=int(flags))
+        n = self._call("batch_update", self._backend.map_update_batch, packed_keys, packed_values,
+                       len(keys), elem_flags=int(flags))
         return n
 
     def batch_delete(self, keys: Sequence[KeyLike]) -> int:
@@ -375,7 +421,9 @@ class Map:
         n: int = self._call("batch_delete", self._backend.map_delete_batch, packed, len(keys))
         return n
 
-    def iter_batches(self, count: int = 4096, *, delete: bool = False) -> Iterator[tuple[list[bytes], list[Any]]]:
+    def iter_batches(
+        self, count: int = 4096, *, delete: bool = False
+    ) -> Iterator[tuple[list[bytes], list[Any]]]:
         """Every entry, ``count`` at a time (removing them if ``delete``)."""
         cursor = BatchCursor()
         while not cursor.done:
@@ -443,12 +491,11 @@ class Map:
             raise ValueError(f"map {self.name!r}: a key of {self.key_size} bytes is required")
         raw = bytes(key)
         if len(raw) != self.key_size:
-            raise ValueError(f"map {self.name!r}: key is {len(raw)} bytes, the map's keys are {self.key_size}")
+            raise ValueError(
+                f"map {self.name!r}: key is {len(raw)} bytes, the map's keys are {self.key_size}")
         return raw
 
     def _encode_value(self, value: Any) -> bytes:
-        if self._stores_objects:
-            return _FD_VALUE.pack(_object_fd(value, self.name))
         if self._per_cpu:
             return self._encode_per_cpu(value)
         raw = bytes(value)
@@ -463,7 +510,8 @@ class Map:
         else:
             values = list(value)
             if len(values) > self._cpus:
-                raise ValueError(f"map {self.name!r}: {len(values)} per-CPU values for {self._cpus} possible CPUs")
+                raise ValueError(
+                    f"map {self.name!r}: {len(values)} per-CPU values for {self._cpus} possible CPUs")
         padding = b"\0" * (self._slot - self.value_size)
         slots = []
         for cpu, v in enumerate(values):
@@ -484,16 +532,36 @@ class Map:
         return raw
 
 
-def _object_fd(value: Any, map_name: str) -> int:
-    """The fd to store for a map-in-map / prog-array value: a Map, a Program, or an int fd."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    fileno = getattr(value, "fileno", None)
-    if callable(fileno):
-        fd: int = fileno()
-        return fd
-    raise ValueError(f"map {map_name!r} stores maps or programs: give a Map, a Program or a file descriptor, "
-                     f"not {type(value).__name__}")
+@contextlib.contextmanager
+def _object_fds(values: Sequence[Any], map_name: str) -> Iterator[list[int]]:
+    """The fds to store for map-in-map / prog-array values: Maps, Programs, or int fds.
+
+    A value that owns a :class:`~loader.handle.Handle` (a ``Map``, a ``Program``) is held
+    in use until the block ends, so another thread closing it cannot let its fd number be
+    reused for something else while the kernel is being handed that number.
+    """
+    fds: list[int] = []
+    held: list[Handle] = []
+    try:
+        for value in values:
+            handle = getattr(value, "_handle", None)
+            if isinstance(handle, Handle):
+                try:
+                    fds.append(handle.acquire())
+                except HandleClosed:
+                    raise MapClosedError("update", getattr(value, "name", map_name)) from None
+                held.append(handle)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                fds.append(value)
+            elif callable(getattr(value, "fileno", None)):
+                fds.append(value.fileno())
+            else:
+                raise ValueError(f"map {map_name!r} stores maps or programs: give a Map, a Program or a "
+                                 f"file descriptor, not {type(value).__name__}")
+        yield fds
+    finally:
+        for handle in held:
+            handle.release()
 
 
 def _owning(fd: int, backend: Backend, make: Any) -> Map:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import btf
 from ebpfspec import UpdateFlags
@@ -27,7 +27,7 @@ class TypedMap:
         spec = m.spec
         if spec is None or spec.value is None or (spec.key is None and m.type.has_key):
             raise ValueError(f"map {m.name!r} has no BTF key/value types to encode values by")
-        order = "little" if sys.byteorder == "little" else "big"
+        order: Literal["little", "big"] = "little" if sys.byteorder == "little" else "big"
         self.map = m
         self._key = btf.Codec(spec.key, order) if spec.key is not None else None
         self._value = btf.Codec(spec.value, order)
@@ -63,14 +63,21 @@ class TypedMap:
     def keys(self) -> Iterator[Any]:
         """Decoded keys."""
         assert self._key is not None
-        for raw in self.map.keys():
+        for raw in self.map:
             yield self._key.decode(raw)
+
+    __iter__ = keys  # without it, ``for k in view`` would fall back to view[0], view[1], ...
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Decoded ``(key, value)`` pairs."""
         assert self._key is not None
         for raw_key, raw_value in self.map.items():
             yield self._key.decode(raw_key), self._decode_value(raw_value)
+
+    def values(self) -> Iterator[Any]:
+        """Decoded values."""
+        for _, value in self.items():
+            yield value
 
     def __getitem__(self, key: Any) -> Any:
         return self.lookup(key)

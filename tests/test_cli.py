@@ -29,7 +29,17 @@ def test_inspect_tables(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["MAP", "TYPE", "KEY", "VALUE"]
     row = next(line for line in lines if line.startswith("hash_map "))
-    assert row.split()[:9] == ["hash_map", "Hash", "4", "(__u32)", "24", "(struct", "flow_stats)", "1024", "0x0"]
+    assert row.split()[:9] == [
+        "hash_map",
+        "Hash",
+        "4",
+        "(__u32)",
+        "24",
+        "(struct",
+        "flow_stats)",
+        "1024",
+        "0x0",
+    ]
     outer = next(line for line in lines if line.startswith("array_of_maps "))
     assert "LRUHash k4/v16/16" in outer
     prog = next(line for line in lines if line.startswith("use_maps "))
@@ -99,11 +109,16 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_module_entry_point(tmp_path: Path) -> None:
     """``python -m ebpfspec`` runs the same CLI, with real exit statuses."""
-    ok = subprocess.run([sys.executable, "-m", "ebpfspec", "inspect", str(MAPS), "--programs"],
-                        capture_output=True, text=True, check=False)
+    ok = subprocess.run(
+        [sys.executable, "-m", "ebpfspec", "inspect", str(MAPS), "--programs"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert ok.returncode == 0 and "use_maps" in ok.stdout
     junk = tmp_path / "junk.o"
     junk.write_bytes(b"\x7fELF" + b"\0" * 10)
-    bad = subprocess.run([sys.executable, "-m", "ebpfspec", "inspect", str(junk)],
-                         capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "ebpfspec", "inspect", str(junk)], capture_output=True, text=True, check=False
+    )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.startswith("ebpfspec: error:")

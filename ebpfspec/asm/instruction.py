@@ -21,10 +21,11 @@ the other end).
 
 from __future__ import annotations
 
+import enum
 import operator
 import struct
 from collections.abc import Iterable
-from typing import Any, Final, Literal, Self, SupportsIndex, overload
+from typing import Any, Final, Literal, Self, SupportsIndex, TypedDict, overload
 
 import attrs
 
@@ -47,7 +48,7 @@ from ebpfspec.asm.opcodes import (
 from ebpfspec.asm.register import Register
 from ebpfspec.errors import SpecError
 
-__all__ = ["INSTRUCTION_SIZE", "ByteOrder", "Instruction", "Instructions"]
+__all__ = ["INSTRUCTION_SIZE", "ByteOrder", "Instruction", "Instructions", "Metadata"]
 
 ByteOrder = Literal["little", "big"]
 """The byte order of an object file and of the instructions in it."""
@@ -60,6 +61,8 @@ _MASK64: Final = 0xFFFF_FFFF_FFFF_FFFF
 _OP_CALL: Final = Class.JMP | JumpOp.CALL  # 0x85; | Source.X is callx
 _OP_EXIT: Final = Class.JMP | JumpOp.EXIT  # 0x95
 _OP_GOTOL: Final = Class.JMP32 | JumpOp.JA  # 0x06
+_METADATA: Final = frozenset(("symbol", "reference", "func_info", "line_info", "core_relo"))
+_FIELDS: Final = frozenset(("opcode", "dst", "src", "offset", "constant")) | _METADATA
 _PSEUDO_SRC_OPCODES: Final = frozenset((LD_IMM64, _OP_CALL))
 _MAP_LOADS: Final = frozenset((PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE))
 _MAP_VALUE_LOADS: Final = frozenset((PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX_VALUE))
@@ -86,6 +89,26 @@ _SRC: Final = {
     "little": tuple(_REGS[b >> 4] for b in range(256)),
     "big": tuple(_REGS[b & 0xF] for b in range(256)),
 }
+
+
+class _Keep(enum.Enum):
+    """The default of :meth:`Instruction.with_metadata`'s arguments: keep the field as it is."""
+
+    KEEP = "keep"
+
+
+_KEEP: Final = _Keep.KEEP
+
+
+class Metadata(TypedDict, total=False):
+    """The metadata fields of an :class:`Instruction` (never encoded), as keyword arguments
+    for :meth:`~Instruction.with_metadata`."""
+
+    symbol: str | None
+    reference: str | None
+    func_info: Type | None
+    line_info: LineInfo | None
+    core_relo: CORERelocation | None
 
 
 def _as_register(value: int) -> Register:
@@ -324,16 +347,80 @@ class Instruction:
     # Changes --------------------------------------------------------------------------
 
     def replace(self, **changes: Any) -> Instruction:
-        """A copy with ``changes`` applied (``attrs.evolve``), validated again."""
-        return attrs.evolve(self, **changes)
+        """A copy with ``changes`` applied (``attrs.evolve``), validated again.
+
+        When only metadata changes (``symbol``, ``reference``, ``func_info``, ``line_info``,
+        ``core_relo``) this is :meth:`with_metadata`: the same result, without running the
+        converters and checks again on encoded fields that do not change. Otherwise every
+        converter and check runs, as in ``attrs.evolve``.
+        """
+        keys = changes.keys()
+        if keys <= _METADATA:
+            return self.with_metadata(**changes)
+        if type(self) is not Instruction or not keys <= _FIELDS:
+            return attrs.evolve(self, **changes)  # a subclass, or a bad name: evolve's TypeError
+        # What attrs.evolve does — the generated __init__ on every field, the changed ones
+        # from ``changes`` — without its per-call introspection of the class.
+        get = changes.get
+        copy: Instruction = _new_instruction(Instruction)
+        s_op, s_dst, s_src, s_off, s_imm, s_sym, s_ref, s_func, s_line, s_core = _SETTERS
+        s_op(copy, get("opcode", self.opcode))
+        s_dst(copy, _as_register(get("dst", self.dst)))
+        s_src(copy, _as_source(get("src", self.src)))
+        s_off(copy, get("offset", self.offset))
+        s_imm(copy, get("constant", self.constant))
+        s_sym(copy, get("symbol", self.symbol))
+        s_ref(copy, get("reference", self.reference))
+        s_func(copy, get("func_info", self.func_info))
+        s_line(copy, get("line_info", self.line_info))
+        s_core(copy, get("core_relo", self.core_relo))
+        copy.__attrs_post_init__()
+        return copy
+
+    def with_metadata(
+        self,
+        *,
+        symbol: str | _Keep | None = _KEEP,
+        reference: str | _Keep | None = _KEEP,
+        func_info: Type | _Keep | None = _KEEP,
+        line_info: LineInfo | _Keep | None = _KEEP,
+        core_relo: CORERelocation | _Keep | None = _KEEP,
+    ) -> Instruction:
+        """A copy with the metadata fields given changed (those not given are kept).
+
+        The fast path for the changes a reader or linker makes several times per instruction
+        (symbols, references, BTF func/line/CO-RE records). Metadata fields have no
+        converters or checks, and the encoded fields are copied as they are — they were
+        checked when this instruction was made and do not change — so the re-run of every
+        converter and of the checks that ``attrs.evolve`` does (several times the cost) is
+        skipped. The result equals ``attrs.evolve(self, **changes)``.
+        """
+        if type(self) is not Instruction:  # a subclass may have fields of its own
+            changes: dict[str, Any] = {name: value for name, value in (
+                ("symbol", symbol), ("reference", reference), ("func_info", func_info),
+                ("line_info", line_info), ("core_relo", core_relo)) if value is not _KEEP}
+            return attrs.evolve(self, **changes)
+        copy: Instruction = _new_instruction(Instruction)
+        s_op, s_dst, s_src, s_off, s_imm, s_sym, s_ref, s_func, s_line, s_core = _SETTERS
+        s_op(copy, self.opcode)
+        s_dst(copy, self.dst)
+        s_src(copy, self.src)
+        s_off(copy, self.offset)
+        s_imm(copy, self.constant)
+        s_sym(copy, self.symbol if symbol is _KEEP else symbol)
+        s_ref(copy, self.reference if reference is _KEEP else reference)
+        s_func(copy, self.func_info if func_info is _KEEP else func_info)
+        s_line(copy, self.line_info if line_info is _KEEP else line_info)
+        s_core(copy, self.core_relo if core_relo is _KEEP else core_relo)
+        return copy
 
     def with_reference(self, name: str | None) -> Instruction:
         """A copy that refers to ``name`` (None: refers to nothing)."""
-        return attrs.evolve(self, reference=name)
+        return self.with_metadata(reference=name)
 
     def with_symbol(self, name: str | None) -> Instruction:
         """A copy that starts function ``name`` (None: starts nothing)."""
-        return attrs.evolve(self, symbol=name)
+        return self.with_metadata(symbol=name)
 
     # Wire format ----------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from collections.abc import Iterable
-from typing import IO, TypeVar
+from typing import IO, BinaryIO, TypeVar
 
 import btf
 from btf.ext import ExtInfos, load_ext
@@ -23,7 +24,7 @@ from ebpfspec.mapspec import MapSpec
 from ebpfspec.programspec import ProgramSpec
 from ebpfspec.reader import btf_maps, legacy_maps
 from ebpfspec.reader.btf_maps import read_btf_maps
-from ebpfspec.reader.data_sections import fix_datasecs, read_data_maps, read_variables
+from ebpfspec.reader.data_sections import datasec_layout, fix_datasecs, read_data_maps, read_variables
 from ebpfspec.reader.legacy_maps import read_legacy_maps
 from ebpfspec.reader.programs import read_programs
 
@@ -44,14 +45,36 @@ def load_collection_spec(
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         with open(name, "rb") as f:
-            return read_collection(ObjectFile(_read_bounded(f, str(name)), name=str(name)))
+            return read_collection(ObjectFile(_read_opened(f, str(name)), name=str(name)))
     if isinstance(source, (io.RawIOBase, io.BufferedIOBase)) or hasattr(source, "read"):
         return read_collection(ObjectFile(_read_bounded(source, "<file>")))
     raise TypeError(f"expected a path, bytes or a binary file, got {type(source).__name__}")
 
 
-def _read_bounded(f: IO[bytes], name: str) -> bytes:
-    data = f.read(MAX_OBJECT_SIZE + 1)
+def _read_opened(f: BinaryIO, name: str) -> bytes:
+    """The whole of a file this module opened (binary, at offset 0), at most MAX_OBJECT_SIZE.
+
+    For a regular file the size check comes first, from ``fstat``, and then the read asks for
+    one byte more than the file's size (which notices a file that grew since). Asking for
+    ``MAX_OBJECT_SIZE + 1`` bytes outright, as :func:`_read_bounded` must for other files,
+    has the read allocate a 256 MiB buffer first, several times the cost of reading a small
+    object.
+    """
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode):  # a pipe or device: its size says nothing
+        return _read_bounded(f, name)
+    if st.st_size > MAX_OBJECT_SIZE:
+        raise SpecError(f"{name}: larger than {MAX_OBJECT_SIZE} bytes")
+    data = f.read(st.st_size + 1)
+    if len(data) > st.st_size:  # it grew: read on, still bounded
+        data += _read_bounded(f, name, MAX_OBJECT_SIZE + 1 - len(data))
+        if len(data) > MAX_OBJECT_SIZE:
+            raise SpecError(f"{name}: larger than {MAX_OBJECT_SIZE} bytes")
+    return data
+
+
+def _read_bounded(f: IO[bytes], name: str, limit: int = MAX_OBJECT_SIZE + 1) -> bytes:
+    data = f.read(limit)
     if not isinstance(data, bytes):
         raise TypeError(f"{name}: the file object must be opened in binary mode")
     if len(data) > MAX_OBJECT_SIZE:
@@ -61,9 +84,7 @@ def _read_bounded(f: IO[bytes], name: str) -> bytes:
 
 def read_collection(obj: ObjectFile) -> CollectionSpec:
     """All the specs of one parsed object file."""
-    raw_types = read_btf(obj)
-    ext = read_ext(obj, raw_types)  # its string offsets point into the BTF as stored
-    types = fix_datasecs(obj, raw_types) if raw_types is not None else None
+    types, ext = read_types(obj)
     maps = _by_name("map", [*read_btf_maps(obj, types), *read_legacy_maps(obj), *read_data_maps(obj, types)])
     variables = {v.name: v for v in read_variables(obj, types)}
     programs = read_programs(
@@ -87,8 +108,36 @@ def read_collection(obj: ObjectFile) -> CollectionSpec:
     )
 
 
-def read_btf(obj: ObjectFile) -> btf.Spec | None:
-    """The object's ``.BTF`` as stored, every type decoded and checked (None if absent)."""
+def read_types(obj: ObjectFile) -> tuple[btf.Spec | None, ExtInfos | None]:
+    """The object's ``.BTF`` with its DATASECs fixed (:func:`fix_datasecs`), every type decoded
+    and checked, and its ``.BTF.ext`` (None, None without ``.BTF``).
+
+    The plain order is :func:`read_btf` (decode every type as stored), :func:`read_ext`
+    (whose string offsets point into the BTF as stored), :func:`fix_datasecs` (whose spec
+    decodes every type again). Instead, the stored spec is only indexed, the DATASEC layout
+    is taken from it (decoding just the DATASECs), and the every-type check is the decoding
+    of the fixed spec, which is kept: each type is decoded once. The fixed spec shares the
+    stored one's string table, so ``.BTF.ext`` reads the same strings. If anything is wrong
+    the plain order runs instead, so errors are exactly its errors.
+    """
+    stored = read_btf(obj, decode=False)
+    if stored is None:
+        return None, None
+    try:
+        layout = datasec_layout(obj, stored)
+        types = stored.with_datasec_layout(layout) if layout else stored
+        list(types)  # decode (and so check) every type now, not at first use
+    except (btf.BTFError, SpecError):
+        stored = read_btf(obj)
+        assert stored is not None
+        ext = read_ext(obj, stored)
+        return fix_datasecs(obj, stored), ext
+    return types, read_ext(obj, types)
+
+
+def read_btf(obj: ObjectFile, *, decode: bool = True) -> btf.Spec | None:
+    """The object's ``.BTF`` as stored (None if absent), with ``decode`` every type decoded
+    and checked; without, only the header, record index and string table are."""
     section = obj.section(".BTF")
     if section is None:
         return None
@@ -98,7 +147,8 @@ def read_btf(obj: ObjectFile) -> btf.Spec | None:
             raise SpecError(
                 f"BTF is {types.byte_order}-endian in a {obj.byte_order}-endian object", section=".BTF"
             )
-        list(types)  # decode (and so check) every type now, not at first use
+        if decode:
+            list(types)  # decode (and so check) every type now, not at first use
         return types
     except btf.BTFError as err:
         raise _from_btf_error(err, ".BTF") from err

@@ -21,7 +21,11 @@ SECTION = ".maps"
 
 _UINT_FIELDS = {"type", "max_entries", "map_flags", "numa_node", "pinning", "map_extra",
                 "key_size", "value_size"}
-_TYPE_FIELDS = {"key", "value"}
+
+# Known values -> members: a dict lookup is several times cheaper than calling the enum.
+# Values not here go through the enum call, which accepts or rejects them as always.
+_MAP_TYPES: dict[int, MapType] = {int(m): m for m in MapType}
+_PIN_TYPES: dict[int, PinType] = {int(p): p for p in PinType}
 
 
 def read_btf_maps(obj: ObjectFile, types: btf.Spec | None) -> Iterator[MapSpec]:
@@ -31,12 +35,14 @@ def read_btf_maps(obj: ObjectFile, types: btf.Spec | None) -> Iterator[MapSpec]:
         return
     if types is None:
         raise SpecError("BTF-defined maps need the object's .BTF, which is missing", section=SECTION)
-    if any(obj.contents(section)):
+    contents = obj.contents(section)
+    if contents.count(0) != len(contents):  # any non-zero byte (at C speed)
         raise SpecError("map definitions hold initial data other than relocations ('.values'); "
                         "only '.values = {...}' initialisers are supported", section=SECTION)
     datasec = _datasec(types)
     symbols = {s.name: s for s in obj.symbols_in(section) if s.name}
     relocations = obj.relocations_for(section)
+    sizes: dict[int, int] = {}  # type ID -> btf.sizeof: maps share their key and value types
     for var_info in datasec.vars:
         var = var_info.type
         if not isinstance(var, btf.Var):
@@ -50,11 +56,13 @@ def read_btf_maps(obj: ObjectFile, types: btf.Spec | None) -> Iterator[MapSpec]:
             raise SpecError(f"map definition [{symbol.value:#x}, +{symbol.size:#x}) lies outside the "
                             f"section ({section.size} bytes)", section=SECTION, symbol=var.name,
                             offset=symbol.value)
-        definition = btf.skip_qualifiers_and_typedefs(var.type)
+        definition = var.type
+        if type(definition) is not btf.Struct:
+            definition = btf.skip_qualifiers_and_typedefs(definition)
         if not isinstance(definition, btf.Struct):
             raise SpecError(f"map definition is a {definition.kind}, not a struct",
                             section=SECTION, symbol=var.name)
-        yield _map_from_struct(var.name, definition, symbol, relocations, obj)
+        yield _map_from_struct(var.name, definition, symbol, relocations, obj, sizes)
 
 
 def _datasec(types: btf.Spec) -> btf.Datasec:
@@ -72,6 +80,7 @@ def _map_from_struct(
     symbol: Symbol | None,
     relocations: tuple[Relocation, ...],
     obj: ObjectFile,
+    sizes: dict[int, int],
 ) -> MapSpec:
     """Decode one map definition struct (``symbol`` is None for inner map templates)."""
     uints: dict[str, int] = {}
@@ -79,36 +88,39 @@ def _map_from_struct(
     value: btf.Type | None = None
     values_member: btf.Member | None = None
     for member in definition.members:
-        if member.name in _UINT_FIELDS:
-            uints[member.name] = _uint(name, member)
-        elif member.name in _TYPE_FIELDS:
-            target = _pointee(name, member)
-            if member.name == "key":
-                key = target
-            else:
-                value = target
-        elif member.name == "values":
+        field = member.name
+        if field in _UINT_FIELDS:
+            uints[field] = _uint(name, member)
+        elif field == "key":
+            key = _pointee(name, member)
+        elif field == "value":
+            value = _pointee(name, member)
+        elif field == "values":
             values_member = member
         else:
-            raise SpecError(f"unknown map definition field {member.name!r}",
+            raise SpecError(f"unknown map definition field {field!r}",
                             section=SECTION, symbol=name)
     if "type" not in uints:
         raise SpecError("map definition has no 'type'", section=SECTION, symbol=name)
-    try:
-        map_type = MapType(uints["type"])
-    except ValueError:
-        raise SpecError(f"unknown map type {uints['type']}", section=SECTION, symbol=name) from None
-    try:
-        pinning = PinType(uints.get("pinning", 0))
-    except ValueError:
-        raise SpecError(f"unknown pinning {uints['pinning']}", section=SECTION, symbol=name) from None
-    key_size = _size(name, "key", key, uints.get("key_size"))
-    value_size = _size(name, "value", value, uints.get("value_size"))
+    map_type = _MAP_TYPES.get(uints["type"])
+    if map_type is None:
+        try:
+            map_type = MapType(uints["type"])
+        except ValueError:
+            raise SpecError(f"unknown map type {uints['type']}", section=SECTION, symbol=name) from None
+    pinning = _PIN_TYPES.get(uints.get("pinning", 0))
+    if pinning is None:
+        try:
+            pinning = PinType(uints.get("pinning", 0))
+        except ValueError:
+            raise SpecError(f"unknown pinning {uints['pinning']}", section=SECTION, symbol=name) from None
+    key_size = _size(name, "key", key, uints.get("key_size"), sizes)
+    value_size = _size(name, "value", value, uints.get("value_size"), sizes)
 
     inner_map: MapSpec | None = None
     contents: tuple[MapKV, ...] = ()
     if values_member is not None:
-        inner_map = _values_target(name, map_type, values_member, obj, relocations)
+        inner_map = _values_target(name, map_type, values_member, obj, relocations, sizes)
         if value_size == 0:
             value_size = 4  # fds / program ids
         if symbol is not None:
@@ -130,10 +142,24 @@ def _map_from_struct(
     )
 
 
+def _member_type(member: btf.Member) -> btf.Type:
+    """``member.type``, without the error text that property formats on every call."""
+    spec = member.spec
+    return spec.type_by_id(member.type_id) if spec is not None else member.type
+
+
 def _uint(map_name: str, member: btf.Member) -> int:
     """The N of ``__uint(name, N)``: ``int (*name)[N]``."""
-    pointer = btf.skip_qualifiers(member.type)
-    array = btf.skip_qualifiers(pointer.type) if isinstance(pointer, btf.Pointer) else None
+    # skip_qualifiers only where there is something to skip: the usual case is a plain
+    # pointer to a plain array.
+    pointer = _member_type(member)
+    if type(pointer) is not btf.Pointer:
+        pointer = btf.skip_qualifiers(pointer)
+    array: btf.Type | None = None
+    if isinstance(pointer, btf.Pointer):
+        array = pointer.type
+        if type(array) is not btf.Array:
+            array = btf.skip_qualifiers(array)
     if not isinstance(array, btf.Array):
         raise SpecError(f"field {member.name!r} is not declared with __uint()",
                         section=SECTION, symbol=map_name)
@@ -142,20 +168,26 @@ def _uint(map_name: str, member: btf.Member) -> int:
 
 def _pointee(map_name: str, member: btf.Member) -> btf.Type:
     """The T of ``__type(name, T)``: ``T *name``."""
-    pointer = btf.skip_qualifiers(member.type)
+    pointer = _member_type(member)
+    if type(pointer) is not btf.Pointer:
+        pointer = btf.skip_qualifiers(pointer)
     if not isinstance(pointer, btf.Pointer):
         raise SpecError(f"field {member.name!r} is not declared with __type()",
                         section=SECTION, symbol=map_name)
     return pointer.type
 
 
-def _size(map_name: str, what: str, t: btf.Type | None, declared: int | None) -> int:
+def _size(map_name: str, what: str, t: btf.Type | None, declared: int | None,
+          sizes: dict[int, int]) -> int:
+    """The size of the key or value type ``t`` (``sizes`` memoizes by ID: one spec's types)."""
     if t is None:
         return declared or 0
-    try:
-        size = btf.sizeof(t)
-    except btf.BTFError as err:
-        raise SpecError(f"{what} type: {err}", section=SECTION, symbol=map_name) from None
+    size = sizes.get(t.id)
+    if size is None:
+        try:
+            size = sizes[t.id] = btf.sizeof(t)
+        except btf.BTFError as err:
+            raise SpecError(f"{what} type: {err}", section=SECTION, symbol=map_name) from None
     if declared is not None and declared != size:
         raise SpecError(f"{what}_size {declared} contradicts the {what} type's size {size}",
                         section=SECTION, symbol=map_name)
@@ -164,7 +196,7 @@ def _size(map_name: str, what: str, t: btf.Type | None, declared: int | None) ->
 
 def _values_target(
     name: str, map_type: MapType, member: btf.Member, obj: ObjectFile,
-    relocations: tuple[Relocation, ...],
+    relocations: tuple[Relocation, ...], sizes: dict[int, int],
 ) -> MapSpec | None:
     """The inner map template of a map of maps (None for a program array)."""
     array = btf.skip_qualifiers(member.type)
@@ -183,7 +215,7 @@ def _values_target(
     if not isinstance(target, btf.Struct):
         raise SpecError("'values' of a map of maps must point to a map definition",
                         section=SECTION, symbol=name)
-    return _map_from_struct(f"{name}_inner", target, None, relocations, obj)
+    return _map_from_struct(f"{name}_inner", target, None, relocations, obj, sizes)
 
 
 def _initial_values(

@@ -52,10 +52,31 @@ def data_sections(obj: ObjectFile) -> list[Section]:
 
 
 def fix_datasecs(obj: ObjectFile, types: btf.Spec) -> btf.Spec:
-    """``types`` with each DATASEC's size and variable offsets taken from the ELF."""
-    replacements: dict[int, btf.Type] = {}
-    for t in types.own_types():
-        if not isinstance(t, btf.Datasec):
+    """``types`` with each DATASEC's size and variable offsets taken from the ELF.
+
+    The fixed spec is ``types``' raw type section with those words patched
+    (:meth:`btf.Spec.with_datasec_layout`): the records keep their lengths, so nothing is
+    marshaled and parsed again. ``types`` itself when nothing changes.
+    """
+    layout = datasec_layout(obj, types)
+    return types.with_datasec_layout(layout) if layout else types
+
+
+def datasec_layout(obj: ObjectFile, types: btf.Spec) -> dict[int, tuple[int, tuple[int, ...]]]:
+    """The ID of each DATASEC the ELF changes → ``(size, variable offsets)`` from the ELF.
+
+    A DATASEC with an ELF section of its name gets that section's size and, for each
+    variable with a symbol in it, the symbol's value; DATASECs without a section
+    (``.kconfig``, ``.ksyms``) and those already right are left out. Decodes only the
+    DATASECs (variables are matched by name, :meth:`btf.Spec.name_of`, not decoded).
+    Raises :class:`SpecError` for a section too large for BTF or a symbol outside its
+    section; ``BTFError`` if a DATASEC is malformed or names a type ID that does not exist.
+    """
+    layout: dict[int, tuple[int, tuple[int, ...]]] = {}
+    first_own = len(types.base) if types.base is not None else 0
+    for t in types.types_by_kind(btf.Kind.DATASEC):
+        assert isinstance(t, btf.Datasec)
+        if t.id < first_own:  # split BTF: only this spec's own types
             continue
         section = obj.section(t.name)
         if section is None:  # .kconfig / .ksyms: no ELF section, offsets are the loader's
@@ -69,21 +90,17 @@ def fix_datasecs(obj: ObjectFile, types: btf.Spec) -> btf.Spec:
                                 section=section.name, symbol=sym.name, offset=sym.value)
             if sym.name:
                 offsets[sym.name] = sym.value
-        secinfos = tuple(
-            btf.VarSecinfo(v.type_id, offsets.get(v.type.name, v.offset), v.size) for v in t.vars
-        )
-        fixed = btf.Datasec(t.id, t.name, section.size, secinfos)
-        if fixed != t:
-            replacements[t.id] = fixed
-    if not replacements:
-        return types
-    return btf.Spec.from_types(
-        [replacements.get(t.id, t) for t in types.own_types()], byte_order=types.byte_order
-    )
+        stored = tuple(v.offset for v in t.vars)
+        name_of = types.name_of  # the variable's name, without decoding the variable
+        fixed = tuple(offsets.get(name_of(v.type_id), v.offset) for v in t.vars)
+        if section.size != t.size or fixed != stored:
+            layout[t.id] = (section.size, fixed)
+    return layout
 
 
 def read_data_maps(obj: ObjectFile, types: btf.Spec | None) -> Iterator[MapSpec]:
     """One single-entry array map per data section."""
+    datasecs = _datasecs(types)
     for section in data_sections(obj):
         read_only = is_read_only(section.name)
         contents: tuple[MapKV, ...] = ()
@@ -98,15 +115,16 @@ def read_data_maps(obj: ObjectFile, types: btf.Spec | None) -> Iterator[MapSpec]
             flags=BPF_F_RDONLY_PROG if read_only else 0,
             contents=contents,
             freeze=read_only,
-            value=_datasec_type(types, section.name),
+            value=datasecs.get(section.name),
         )
 
 
 def read_variables(obj: ObjectFile, types: btf.Spec | None) -> Iterator[VariableSpec]:
     """One ``VariableSpec`` per named object symbol in a data section."""
+    datasecs = _datasecs(types)
     for section in data_sections(obj):
         data = obj.contents(section)
-        btf_vars = _btf_vars(types, section.name)
+        btf_vars = _btf_vars(datasecs.get(section.name))
         claimed = 0  # overlapping variables would each get a copy: bound the total by the section
         for symbol in obj.symbols_in(section):
             if symbol.type != STT_OBJECT or not symbol.name:
@@ -134,15 +152,22 @@ def read_variables(obj: ObjectFile, types: btf.Spec | None) -> Iterator[Variable
             )
 
 
-def _datasec_type(types: btf.Spec | None, name: str) -> btf.Type | None:
+def _datasecs(types: btf.Spec | None) -> dict[str, btf.Datasec | None]:
+    """Each DATASEC by name, None for a name several have: one pass for all the sections."""
+    found: dict[str, btf.Datasec | None] = {}
     if types is None:
-        return None
-    found = types.types_by_name(name, btf.Kind.DATASEC)
-    return found[0] if len(found) == 1 else None
+        return found
+    for datasec in types.types_by_kind(btf.Kind.DATASEC):
+        assert isinstance(datasec, btf.Datasec)
+        found[datasec.name] = None if datasec.name in found else datasec
+    return found
 
 
-def _btf_vars(types: btf.Spec | None, section_name: str) -> dict[str, btf.Type]:
-    datasec = _datasec_type(types, section_name)
-    if not isinstance(datasec, btf.Datasec):
+def _btf_vars(datasec: btf.Datasec | None) -> dict[str, btf.Type]:
+    if datasec is None:
         return {}
-    return {v.type.name: v.type for v in datasec.vars}
+    found: dict[str, btf.Type] = {}
+    for v in datasec.vars:
+        var = v.type
+        found[var.name] = var
+    return found

@@ -26,7 +26,16 @@ from dataclasses import dataclass
 import btf
 from btf.ext import ExtInfos
 from ebpfspec.asm import Instruction, Instructions
-from ebpfspec.asm.opcodes import PSEUDO_FUNC, PSEUDO_KFUNC_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE
+from ebpfspec.asm.instruction import Metadata
+from ebpfspec.asm.opcodes import (
+    LD_IMM64,
+    PSEUDO_FUNC,
+    PSEUDO_KFUNC_CALL,
+    PSEUDO_MAP_FD,
+    PSEUDO_MAP_VALUE,
+    Class,
+    JumpOp,
+)
 from ebpfspec.elf import (
     SHF_EXECINSTR,
     SHN_UNDEF,
@@ -47,6 +56,7 @@ from ebpfspec.sections import SectionInfo, classify_section
 TEXT = ".text"
 _LABEL = re.compile(r"^(\.L|LBB\d+_\d+$)")
 _INSN = 8
+_OP_CALL = Class.JMP | JumpOp.CALL  # 0x85: every BPF-to-BPF call has this opcode
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +124,12 @@ def read_programs(
 def decode_section(obj: ObjectFile, section: Section) -> _DecodedSection:
     """Step 1: the section's instructions, indexed by byte offset."""
     instructions = list(Instructions.decode(obj.contents(section), obj.byte_order, section=section.name))
-    offsets = []
+    offsets: list[int] = []
+    append = offsets.append
     offset = 0
     for insn in instructions:
-        offsets.append(offset)
-        offset += _INSN * insn.width
+        append(offset)
+        offset += 16 if insn.opcode == LD_IMM64 else _INSN  # insn.width slots of 8 bytes
     return _DecodedSection(section, instructions, offsets, {off: i for i, off in enumerate(offsets)})
 
 
@@ -135,12 +146,12 @@ def symbolize(obj: ObjectFile, decoded: _DecodedSection, map_sections: set[str])
         decoded.instructions[index] = _relocated(obj, decoded.instructions[index], rel, name, map_sections)
         relocated.add(index)
     for index, insn in enumerate(decoded.instructions):
-        if index in relocated or not insn.is_bpf_to_bpf_call:
+        if insn.opcode != _OP_CALL or index in relocated or not insn.is_bpf_to_bpf_call:
             continue
         # a call to a function in the same section carries no relocation
         at = decoded.offsets[index]
         target = at + (insn.constant + 1) * _INSN
-        decoded.instructions[index] = insn.replace(
+        decoded.instructions[index] = insn.with_metadata(
             reference=_function_at(obj, decoded.section, target, name, at)
         )
 
@@ -175,9 +186,9 @@ def _relocated(
     if target.flags & SHF_EXECINSTR:
         if insn.is_call:
             if symbol.type == STT_FUNC:
-                return insn.replace(reference=symbol.name)
+                return insn.with_metadata(reference=symbol.name)
             callee = symbol.value + (insn.constant + 1) * _INSN
-            return insn.replace(reference=_function_at(obj, target, callee, section, rel.offset))
+            return insn.with_metadata(reference=_function_at(obj, target, callee, section, rel.offset))
         if insn.is_ld_imm64:  # a function pointer (bpf_loop callback, ...)
             callee = symbol.value + (insn.constant & 0xFFFFFFFF)
             if symbol.type == STT_FUNC:
@@ -194,7 +205,7 @@ def _extern_reference(insn: Instruction, name: str, section: str, offset: int) -
     if insn.is_call:
         return insn.replace(src=PSEUDO_KFUNC_CALL, constant=0, reference=name)
     if insn.is_ld_imm64:
-        return insn.replace(reference=name)
+        return insn.with_metadata(reference=name)
     raise SpecError(
         f"extern {name!r} is referenced by an unsupported instruction", section=section, offset=offset
     )
@@ -230,6 +241,9 @@ def attach_ext_infos(decoded: _DecodedSection, ext: ExtInfos, types: btf.Spec) -
             )
         return index
 
+    # Everything is checked first, then each instruction gets all its records in one copy.
+    # A later record for the same instruction replaces an earlier one, as it always did.
+    metadata: dict[int, Metadata] = {}
     for info in func_infos:
         i = index_of(info.insn_off, "func_info")
         try:
@@ -238,13 +252,21 @@ def attach_ext_infos(decoded: _DecodedSection, ext: ExtInfos, types: btf.Spec) -
             raise SpecError(f"func_info: {err}", section=name, offset=info.insn_off) from None
         if not isinstance(func, btf.Func):
             raise SpecError(f"func_info names {func}, not a FUNC", section=name, offset=info.insn_off)
-        insns[i] = insns[i].replace(func_info=func)
+        metadata[i] = {"func_info": func}
     for line in line_infos:
         i = index_of(line.insn_off, "line_info")
-        insns[i] = insns[i].replace(line_info=line)
+        if i in metadata:
+            metadata[i]["line_info"] = line
+        else:
+            metadata[i] = {"line_info": line}
     for relo in core_relos:
         i = index_of(relo.insn_off, "CO-RE relocation")
-        insns[i] = insns[i].replace(core_relo=relo)
+        if i in metadata:
+            metadata[i]["core_relo"] = relo
+        else:
+            metadata[i] = {"core_relo": relo}
+    for i, changes in metadata.items():
+        insns[i] = insns[i].with_metadata(**changes)
 
 
 def split_functions(obj: ObjectFile, decoded: _DecodedSection) -> list[Function]:
@@ -283,7 +305,7 @@ def split_functions(obj: ObjectFile, decoded: _DecodedSection) -> list[Function]
                 offset=offset,
             )
         body = decoded.instructions[first:last]
-        body[0] = body[0].replace(symbol=symbol.name)
+        body[0] = body[0].with_metadata(symbol=symbol.name)
         functions.append(Function(symbol.name, section.name, tuple(body)))
     return functions
 
@@ -307,23 +329,24 @@ def link_program(name: str, functions: dict[str, Function]) -> Instructions:
     linked: list[Instruction] = []
     for function_name in order:
         linked.extend(functions[function_name].instructions)
-    return Instructions(_patch_calls(linked))
+    return Instructions._of_list(_patch_calls(linked))  # every item is an Instruction already
 
 
 def _patch_calls(instructions: Sequence[Instruction]) -> list[Instruction]:
-    slot_of: list[int] = []
     starts: dict[str, int] = {}
+    referring: list[tuple[int, int, str]] = []  # (index, raw slot, reference) of instructions with one
     slot = 0
-    for insn in instructions:
-        slot_of.append(slot)
+    for index, insn in enumerate(instructions):
         if insn.symbol is not None:
             starts.setdefault(insn.symbol, slot)
-        slot += insn.width
-    patched = []
-    for insn, at in zip(instructions, slot_of, strict=True):
-        if insn.reference is not None and (insn.is_bpf_to_bpf_call or insn.is_load_of_function_pointer):
-            insn = insn.replace(constant=starts[insn.reference] - at - 1)
-        patched.append(insn)
+        if insn.reference is not None:
+            referring.append((index, slot, insn.reference))
+        slot += 2 if insn.opcode == LD_IMM64 else 1  # insn.width
+    patched = list(instructions)
+    for index, at, reference in referring:
+        insn = instructions[index]
+        if insn.is_bpf_to_bpf_call or insn.is_load_of_function_pointer:
+            patched[index] = insn.replace(constant=starts[reference] - at - 1)
     return patched
 
 

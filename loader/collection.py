@@ -1,0 +1,325 @@
+"""``load_collection``: a ``CollectionSpec`` → live maps (and programs), concurrently and leak-free.
+
+The steps, each a small function below:
+
+1. :func:`select` — what to load: everything, or the names in ``only`` plus what they
+   depend on (maps a program uses, maps/programs named in contents, cilium's
+   ``LoadAndAssign``).
+2. :func:`plan_maps` — per map: a replacement to duplicate, a pin to reuse or create,
+   or a plain creation; with the fixups computed, never written back to the spec.
+3. :func:`create_maps` — run the map plans on a thread pool of ``workers``. A map's
+   inner template is created just before the map itself; data sections are filled
+   (and ``.rodata`` frozen) inside their creation, so before any program could load.
+4. :func:`fill_named_contents` — maps of maps and program arrays get the objects their
+   ``contents`` name, once everything they name exists.
+
+On any failure every descriptor created so far is closed and every pin this call
+created is removed; the raised :class:`~loader.errors.LoaderError` names the object
+and the step that failed and chains the original error.
+
+Thread-safety: ``load_collection`` never mutates the spec; any number of threads may
+load the same ``CollectionSpec`` at once, each getting independent objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from types import MappingProxyType
+
+import attrs
+
+from ebpfspec import CollectionSpec, MapSpec, PinType
+from loader.backend import Backend
+from loader.create import create_map
+from loader.errors import LoaderError, MapError, MapIncompatibleError, NotSupportedError
+from loader.map import Map, default_backend
+from loader.pinning import check_pin_dir, pin_file
+
+#: Default size of the map-creation thread pool.
+DEFAULT_WORKERS = 4
+
+
+class Collection:
+    """Live maps (and programs) loaded from one ``CollectionSpec``.
+
+    ``maps`` and ``programs`` are read-only mappings by spec name. ``close()`` closes
+    every object (idempotent); a ``Collection`` is a context manager. Pins stay (that
+    is what pins are for); remove them with ``Map.unpin``.
+    """
+
+    def __init__(self, maps: Mapping[str, Map], programs: Mapping[str, object] | None = None):
+        self.maps: Mapping[str, Map] = MappingProxyType(dict(maps))
+        self.programs: Mapping[str, object] = MappingProxyType(dict(programs or {}))
+
+    def close(self) -> None:
+        """Close every map and program."""
+        for m in self.maps.values():
+            m.close()
+        for p in self.programs.values():
+            close = getattr(p, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<loader.Collection maps={list(self.maps)} programs={list(self.programs)}>"
+
+
+@attrs.frozen
+class MapPlan:
+    """How one map will come to exist."""
+
+    spec: MapSpec
+    replacement: Map | None = None
+    pin: str | None = None  # the pin file to reuse, or to create the map under
+
+
+def load_collection(
+    spec: CollectionSpec,
+    *,
+    backend: Backend | None = None,
+    pin_path: str | None = None,
+    map_replacements: Mapping[str, Map] | None = None,
+    workers: int | None = None,
+    only: Iterable[str] | None = None,
+) -> Collection:
+    """Create the maps (and programs) of ``spec``; see the module docstring for the steps.
+
+    - ``backend``: ``KernelBackend`` by default.
+    - ``pin_path``: a directory on bpffs where ``PinType.BY_NAME`` maps are reused or pinned.
+    - ``map_replacements``: existing maps to use instead of creating some (checked for
+      compatibility, then their descriptor is duplicated).
+    - ``workers``: threads creating maps concurrently.
+    - ``only``: names of maps/programs to load, plus what they depend on.
+    """
+    backend = backend or default_backend()
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    map_names, program_names = select(spec, only)
+    if program_names:
+        raise NotSupportedError(
+            f"loading programs is not implemented yet ({sorted(program_names)[:3]}...); "
+            "pass only=(map names) to load maps"
+        )
+    plans = plan_maps(spec, map_names, pin_path, map_replacements or {}, backend)
+    created = CreatedObjects(backend)
+    try:
+        maps = create_maps(plans, backend, workers or DEFAULT_WORKERS, created)
+        fill_named_contents(spec, maps)
+    except BaseException:
+        created.undo()
+        raise
+    return Collection(maps)
+
+
+# -- step 1: selection -------------------------------------------------------------------------
+
+
+def select(spec: CollectionSpec, only: Iterable[str] | None) -> tuple[set[str], set[str]]:
+    """The map and program names to load: ``only`` and everything it depends on."""
+    if only is None:
+        return set(spec.maps), set(spec.programs)
+    wanted = list(only)
+    unknown = [n for n in wanted if n not in spec.maps and n not in spec.programs]
+    if unknown:
+        raise KeyError(f"only= names {unknown} that are neither maps nor programs of the spec")
+    maps: set[str] = set()
+    programs: set[str] = set()
+    stack = wanted
+    while stack:
+        name = stack.pop()
+        if name in spec.programs and name not in programs:
+            programs.add(name)
+            stack.extend(m for m in spec.programs[name].maps_used if m in spec.maps)
+        elif name in spec.maps and name not in maps:
+            maps.add(name)
+            stack.extend(kv.value for kv in spec.maps[name].contents if isinstance(kv.value, str))
+    return maps, programs
+
+
+# -- step 2: planning ------------------------------------------------------------------------------
+
+
+def plan_maps(
+    spec: CollectionSpec,
+    names: set[str],
+    pin_path: str | None,
+    replacements: Mapping[str, Map],
+    backend: Backend,
+) -> list[MapPlan]:
+    """One plan per map to load, in the spec's order."""
+    unknown = [n for n in replacements if n not in spec.maps]
+    if unknown:
+        raise KeyError(f"map_replacements names {unknown}, which are not maps of the spec")
+    if pin_path is not None:
+        check_pin_dir(pin_path, backend)
+    plans = []
+    for name, map_spec in spec.maps.items():
+        if name not in names:
+            continue
+        if name in replacements:
+            check_compatible(map_spec, replacements[name], backend, "replacement")
+            plans.append(MapPlan(map_spec, replacement=replacements[name]))
+        elif map_spec.pinning == PinType.BY_NAME and pin_path is not None:
+            plans.append(MapPlan(map_spec, pin=pin_file(pin_path, name)))
+        else:
+            plans.append(MapPlan(map_spec))
+    return plans
+
+
+def check_compatible(spec: MapSpec, existing: Map, backend: Backend, what: str) -> None:
+    """Raise ``MapIncompatibleError`` naming every field where ``existing`` differs from ``spec``."""
+    from loader.create import fixup_map_attrs
+
+    want = fixup_map_attrs(spec, backend)
+    have = existing.info()
+    differences = [
+        f"{field_name} {got} != {expected}"
+        for field_name, got, expected in (
+            ("type", have.type, want.map_type),
+            ("key_size", have.key_size, want.key_size),
+            ("value_size", have.value_size, want.value_size),
+            ("max_entries", have.max_entries, want.max_entries),
+            ("flags", have.map_flags, want.map_flags),
+        )
+        if got != expected
+    ]
+    if differences:
+        raise MapIncompatibleError(f"map {spec.name!r}: {what} is incompatible: {', '.join(differences)}")
+
+
+# -- step 3: creation ---------------------------------------------------------------------------------
+
+
+class CreatedObjects:
+    """What one ``load_collection`` call has created, to undo on failure. Thread-safe."""
+
+    def __init__(self, backend: Backend):
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._maps: list[Map] = []
+        self._pins: list[str] = []
+
+    def add_map(self, m: Map) -> None:
+        with self._lock:
+            self._maps.append(m)
+
+    def add_pin(self, path: str) -> None:
+        with self._lock:
+            self._pins.append(path)
+
+    def undo(self) -> None:
+        """Remove every pin made and close every map created by this call."""
+        with self._lock:
+            pins, self._pins = self._pins, []
+            maps, self._maps = self._maps, []
+        for path in pins:
+            with contextlib.suppress(OSError):
+                self._backend.obj_unpin(path)
+        for m in maps:
+            m.close()
+
+
+def create_maps(
+    plans: list[MapPlan], backend: Backend, workers: int, created: CreatedObjects
+) -> dict[str, Map]:
+    """Run every plan, ``workers`` at a time; the first failure cancels the rest."""
+    if not plans:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(workers, len(plans)), thread_name_prefix="ebpfspec-map") as pool:
+        futures: dict[Future[Map], str] = {
+            pool.submit(realise_map, plan, backend, created): plan.spec.name for plan in plans
+        }
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        wait(pending)  # let running creations finish, so undo() sees everything they made
+        for future in done | pending:
+            if not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+    return {futures[f]: f.result() for f in futures}
+
+
+def realise_map(plan: MapPlan, backend: Backend, created: CreatedObjects) -> Map:
+    """Bring one map into existence according to its plan (recorded in ``created``)."""
+    if plan.replacement is not None:
+        m = plan.replacement.clone()
+        created.add_map(m)
+        return m
+    if plan.pin is not None:
+        return pinned_map(plan.spec, plan.pin, backend, created)
+    m = create_map(without_named_contents(plan.spec), backend)
+    created.add_map(m)
+    m.spec = plan.spec
+    return m
+
+
+def without_named_contents(spec: MapSpec) -> MapSpec:
+    """``spec`` without the entries naming maps/programs (step 4 stores those)."""
+    if not any(isinstance(kv.value, str) for kv in spec.contents):
+        return spec
+    return spec.replace(contents=tuple(kv for kv in spec.contents if not isinstance(kv.value, str)))
+
+
+def pinned_map(spec: MapSpec, path: str, backend: Backend, created: CreatedObjects) -> Map:
+    """The map pinned at ``path`` if compatible; else create it and pin it there.
+
+    If another process pins the same path between our check and our pin (``EEXIST``),
+    use theirs (libbpf's retry).
+    """
+    for _ in range(3):
+        existing = _load_pinned(spec, path, backend)
+        if existing is not None:
+            created.add_map(existing)
+            check_compatible(spec, existing, backend, f"the map pinned at {path}")
+            return existing
+        m = create_map(without_named_contents(spec), backend)
+        m.spec = spec
+        created.add_map(m)
+        try:
+            m.pin(path)
+        except MapError as err:
+            if err.errno != errno.EEXIST:
+                raise
+            m.close()  # lost the race: someone pinned first, go and use theirs
+            continue
+        created.add_pin(path)
+        return m
+    raise MapError(errno.EEXIST, "pin", spec.name, f"{path} keeps changing under us")
+
+
+def _load_pinned(spec: MapSpec, path: str, backend: Backend) -> Map | None:
+    try:
+        m = Map.load_pinned(path, backend)
+    except MapError as err:
+        if err.errno == errno.ENOENT:
+            return None
+        raise MapError(err.errno or errno.EIO, "load pinned", spec.name, path) from err
+    # carry the spec's full name (the kernel keeps 15 characters) and its BTF types
+    m.name = spec.name
+    m.spec = spec
+    return m
+
+
+# -- step 4: named contents -------------------------------------------------------------------------
+
+
+def fill_named_contents(spec: CollectionSpec, maps: Mapping[str, Map]) -> None:
+    """Store the maps that maps-of-maps' ``contents`` name (program arrays come with programs)."""
+    for name, m in maps.items():
+        for kv in spec.maps[name].contents:
+            if not isinstance(kv.value, str):
+                continue
+            target = maps.get(kv.value)
+            if target is None:
+                raise LoaderError(f"map {name!r}: contents name {kv.value!r}, which is not a loaded map")
+            m.update(kv.key, target)

@@ -1,0 +1,82 @@
+"""What a :class:`~loader.memory.MemoryBackend` handle can point to, and the errors it raises.
+
+Every object (a map or a BTF blob) is reference-counted like a kernel object: each
+handle, each pin, each map-in-map slot holding it and each map using a BTF blob counts
+one reference. When the last one goes, the object is released: it loses its id and
+drops the references it held itself (the inner maps in its slots, its BTF).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    import btf
+
+__all__ = ["ENOTSUPP", "BpfObject", "BtfObject", "ObjectTable", "oserror"]
+
+#: The kernel-internal "not supported" errno (``ENOTSUPP``, not ``EOPNOTSUPP``) that
+#: ``bpf(2)`` leaks to user space; ``os.strerror`` does not know it.
+ENOTSUPP = 524
+
+
+def oserror(code: int, detail: str = "") -> OSError:
+    """An ``OSError`` for errno ``code`` (the matching subclass, as ``bpf(2)`` failures give).
+
+    ``detail`` says what the model found wrong; it is appended to the usual message.
+    """
+    message = "Operation not supported (ENOTSUPP)" if code == ENOTSUPP else os.strerror(code)
+    if detail:
+        message = f"{message}: {detail}"
+    return OSError(code, message)
+
+
+class BpfObject:
+    """A kernel object of the model: reference-counted, with an id of its kind.
+
+    ``refs`` and ``id`` belong to the backend's object table and change only under its
+    lock. :meth:`release` runs once, after the last reference is gone.
+    """
+
+    __slots__ = ("id", "refs")
+
+    #: "map" or "btf" (what ``bpf(2)`` would find behind the fd).
+    kind: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.id = 0
+        self.refs = 0
+
+    def release(self) -> list[BpfObject]:
+        """Free what the object holds; returns the objects whose references it gave up."""
+        return []
+
+
+class BtfObject(BpfObject):
+    """A loaded BTF blob (``BPF_BTF_LOAD``): the raw bytes and their parsed types."""
+
+    __slots__ = ("raw", "spec")
+
+    kind = "btf"
+
+    def __init__(self, raw: bytes, spec: btf.Spec) -> None:
+        super().__init__()
+        self.raw = raw
+        self.spec = spec
+
+
+class ObjectTable(Protocol):
+    """What a map needs from its backend to store other objects (map-in-map slots)."""
+
+    def get_object(self, fd: int) -> BpfObject:
+        """A new reference to the object behind handle ``fd``; ``OSError(EBADF)`` if there is none.
+
+        Taken atomically with the look-up (like the kernel's ``bpf_map_get``), so the object
+        cannot be released in between; the caller keeps it or gives it back with :meth:`decref`.
+        """
+        ...
+
+    def decref(self, obj: BpfObject) -> None:
+        """Drop a reference to ``obj``, releasing it if it was the last."""
+        ...
