@@ -122,3 +122,55 @@ def test_module_entry_point(tmp_path: Path) -> None:
         [sys.executable, "-m", "ebpfspec", "inspect", str(junk)], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.startswith("ebpfspec: error:")
+
+
+# -- load / map dump (they need the loader) --------------------------------------------------------
+
+
+def test_load_with_memory_backend_prints_every_map(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "load", str(TESTDATA / "many_maps-el.o"), "--backend", "memory", "--json")
+    assert status == 0, err
+    rows = json.loads(out)["maps"]
+    spec = ebpfspec.load_collection_spec(TESTDATA / "many_maps-el.o")
+    assert {r["name"] for r in rows} == set(spec.maps)
+    assert all(r["id"] > 0 for r in rows)
+
+
+def test_load_refuses_programs_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "load", str(MAPS), "--backend", "memory")
+    assert status == 1 and out == ""
+    assert err.startswith("ebpfspec: error: ") and "programs" in err and "Traceback" not in err
+
+
+@pytest.mark.kernel
+def test_load_pins_and_map_dump_reads_them(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    if subprocess.run(["mount", "-t", "bpf", "bpf", str(pins)], capture_output=True).returncode:
+        pytest.skip("cannot mount bpffs")
+    try:
+        only_pinned = ebpfspec.load_collection_spec(MAPS).maps["pinned_array"]
+        assert only_pinned.pinning == ebpfspec.PinType.BY_NAME
+        before = sorted(os.listdir(pins))  # a new bpffs already holds the kernel's *.debug files
+        status, out, err = run(capsys, "load", str(TESTDATA / "many_maps-el.o"), "--pin", str(pins))
+        assert status == 0, err
+        # many_maps has no pinned maps: nothing may appear under the pin directory
+        assert sorted(os.listdir(pins)) == before
+        import loader
+
+        with loader.Map.create(only_pinned) as m:
+            m.update(b"\x02\0\0\0", b"\x2a" + b"\0" * 7)
+            m.pin(str(pins / "pinned_array"))
+        status, out, err = run(capsys, "map", "dump", str(pins / "pinned_array"), "--json")
+        assert status == 0, err
+        entries = {e["key"]: e["value"] for e in json.loads(out)}
+        assert entries["02000000"] == "2a00000000000000"
+        assert len(entries) == 4  # an array shows every slot
+        status, out, err = run(capsys, "map", "dump", str(pins / "missing"))
+        assert status == 1 and "No such file" in err
+    finally:
+        subprocess.run(["umount", str(pins)], check=False)
