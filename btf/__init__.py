@@ -5,6 +5,7 @@ Stdlib only; no syscalls. Start with :func:`load_spec` (raw BTF) or
 """
 
 from btf.codec import Codec, decode_value, encode_value
+from btf.core import CoreCache, CoreResult
 from btf.errors import BTFError
 from btf.format_c import format_c
 from btf.kernel import load_kernel_spec, load_module_spec
@@ -41,7 +42,8 @@ from btf.types import (
 )
 
 __all__ = [
-    "Array", "BTFError", "Codec", "Const", "Datasec", "DeclTag", "Enum", "Enum64", "EnumValue",
+    "Array", "BTFError", "Codec", "Const", "CoreCache", "CoreResult", "Datasec", "DeclTag",
+    "Enum", "Enum64", "EnumValue",
     "Float", "Func", "FuncLinkage", "FuncProto", "Fwd", "Int", "IntEncoding", "Kind",
     "Member", "Param", "Pointer", "Restrict", "Spec", "Struct", "Type", "TypeTag", "Typedef",
     "Union", "Var", "VarLinkage", "VarSecinfo", "Void", "Volatile", "alignof",

@@ -37,15 +37,28 @@ def marshal_types(
     types: Sequence[Type], *, byte_order: ByteOrder = "little", base: Spec | None = None
 ) -> bytes:
     """Encode ``types`` (IDs consecutive from 1, or after ``base``) as a raw BTF blob."""
+    return marshal_with_strings(types, (), byte_order=byte_order, base=base)[0]
+
+
+def marshal_with_strings(
+    types: Sequence[Type], extra_strings: Iterable[str], *, byte_order: ByteOrder = "little",
+    base: Spec | None = None,
+) -> tuple[bytes, dict[str, int]]:
+    """Like :func:`marshal_types`, with ``extra_strings`` added to the string table.
+
+    Returns the blob and each extra string's offset in it: what ``.BTF.ext`` line info
+    (file names, source lines) must refer to when a program is loaded with this BTF.
+    """
     e = byte_order_prefix(byte_order)
     strings = StringTableBuilder(first=len(base.strings) if base is not None else 0)
     encoder = _RecordEncoder(e, strings)
     body = b"".join(encoder.encode(t) for t in types)
+    offsets = {text: strings.add(text) for text in extra_strings}
     string_data = strings.to_bytes()
     header = struct.pack(
         e + "HBBIIIII", MAGIC, VERSION, 0, HEADER_SIZE, 0, len(body), len(body), len(string_data)
     )
-    return header + body + string_data
+    return header + body + string_data, offsets
 
 
 def marshal_subset(

@@ -21,6 +21,7 @@ from loader.errors import (
 from loader.kernel import KernelBackend
 from loader.map import BatchCursor, Map
 from loader.memory import MemoryBackend
+from loader.program import Program
 from loader.typed import TypedMap
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "MapInfo",
     "MemoryBackend",
     "NotSupportedError",
+    "Program",
     "TypedMap",
     "VerifierError",
     "load_collection",

@@ -85,6 +85,66 @@ class BatchResult:
     done: bool
 
 
+@attrs.frozen
+class ProgramAttrs:
+    """What ``BPF_PROG_LOAD`` takes. Descriptors are -1 when absent.
+
+    ``insns`` are the encoded instructions (native byte order) with every map reference
+    already turned into a descriptor. ``func_info``/``line_info`` are packed
+    ``struct bpf_func_info`` (8 bytes) / ``struct bpf_line_info`` (16 bytes) records with
+    instruction offsets counted in instructions; they need ``prog_btf_fd``.
+    """
+
+    prog_type: int
+    insns: bytes
+    license: str = ""
+    kern_version: int = 0
+    prog_flags: int = 0
+    name: str = ""
+    expected_attach_type: int = 0
+    prog_btf_fd: int = -1
+    func_info: bytes = b""
+    line_info: bytes = b""
+    attach_btf_id: int = 0
+    attach_btf_obj_fd: int = -1
+    attach_prog_fd: int = -1
+    fd_array: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class ProgramInfo:
+    """What ``BPF_OBJ_GET_INFO_BY_FD`` says about a program (``struct bpf_prog_info``)."""
+
+    type: int
+    id: int
+    name: str
+    tag: bytes
+    xlated_prog_len: int = 0
+    jited_prog_len: int = 0
+    btf_id: int = 0
+    map_ids: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class TestRunResult:
+    """The outcome of ``BPF_PROG_TEST_RUN``: return value, output data/context, mean duration (ns)."""
+
+    __test__ = False  # not a pytest test class
+
+    retval: int
+    data: bytes
+    ctx: bytes
+    duration_ns: int
+
+
+class ProgLoadError(OSError):
+    """``BPF_PROG_LOAD`` failed; ``log`` is the verifier's log (as much as the buffer held)."""
+
+    def __init__(self, errno: int, message: str, log: str):
+        super().__init__(errno, message)
+        self.log = log
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Primitive BPF operations. See the module docstring for the contract."""
@@ -195,3 +255,128 @@ class Backend(Protocol):
     def btf_load(self, raw: bytes) -> int:
         """``BPF_BTF_LOAD`` of a raw BTF blob; returns its handle."""
         ...
+
+    # -- programs ------------------------------------------------------------------------------
+
+    def prog_load(self, attrs: ProgramAttrs, *, log_level: int = 0, log_size: int = 0) -> tuple[int, str]:
+        """``BPF_PROG_LOAD``: ``(handle, verifier log)``.
+
+        With ``log_level`` 0 no log is asked for on success; on failure the backend retries
+        with ``log_level`` 1 (if it was 0) and raises :class:`ProgLoadError` carrying the
+        log. ``log_size`` is the log buffer in bytes (0: the backend's default); when the
+        log does not fit the kernel returns ENOSPC, which the caller handles by growing it.
+        """
+        ...
+
+    def prog_test_run(
+        self, fd: int, *, data: bytes = b"", data_out_size: int = 0, ctx: bytes = b"",
+        ctx_out_size: int = 0, repeat: int = 1, flags: int = 0, cpu: int = 0,
+    ) -> TestRunResult:
+        """``BPF_PROG_TEST_RUN``. Output buffers are exactly ``data_out_size``/``ctx_out_size`` bytes."""
+        ...
+
+    def prog_info(self, fd: int) -> ProgramInfo:
+        """``BPF_OBJ_GET_INFO_BY_FD`` for a program."""
+        ...
+
+    def prog_fd_by_id(self, prog_id: int) -> int:
+        """``BPF_PROG_GET_FD_BY_ID``."""
+        ...
+
+    # -- attaching programs ----------------------------------------------------------------------
+    # Kernel-side attachment: links, cgroup attachments, perf events and socket filters. A
+    # backend that cannot attach (MemoryBackend) raises OSError(EOPNOTSUPP) from all of them.
+
+    def link_create(self, prog_fd: int, target_fd: int, attach_type: int, *, flags: int = 0,
+                    target_btf_id: int = 0, cookie: int = 0) -> int:
+        """``BPF_LINK_CREATE``: attach the program through a new link; returns the link's handle.
+
+        ``target_fd`` is what ``attach_type`` attaches to: an ifindex for ``BPF_XDP``, a
+        perf event for ``BPF_PERF_EVENT``, a cgroup directory for cgroup attach types, a
+        target program for freplace (0 where there is none). ``target_btf_id`` is for
+        freplace and tracing programs; ``cookie`` (``bpf_get_attach_cookie``) for
+        ``BPF_PERF_EVENT`` and tracing links. Closing the last handle detaches the program
+        (unless the link is pinned).
+        """
+        ...
+
+    def raw_tracepoint_open(self, name: str | None, prog_fd: int) -> int:
+        """``BPF_RAW_TRACEPOINT_OPEN``: attach a raw tracepoint program to tracepoint ``name``.
+
+        ``name`` is None for programs whose target was given at load time (``tp_btf``,
+        fentry/fexit, lsm). Returns a link handle.
+        """
+        ...
+
+    def prog_attach(self, prog_fd: int, target_fd: int, attach_type: int, flags: int = 0) -> None:
+        """``BPF_PROG_ATTACH``: attach without a link (cgroups: ``target_fd`` is the cgroup directory).
+
+        ``flags``: ``BPF_F_ALLOW_OVERRIDE`` (1), ``BPF_F_ALLOW_MULTI`` (2). The attachment
+        outlives every handle; :meth:`prog_detach` undoes it.
+        """
+        ...
+
+    def prog_detach(self, prog_fd: int, target_fd: int, attach_type: int) -> None:
+        """``BPF_PROG_DETACH``: undo :meth:`prog_attach` (``prog_fd`` -1: the one program attached)."""
+        ...
+
+    def link_info(self, fd: int) -> LinkInfo:
+        """``BPF_OBJ_GET_INFO_BY_FD`` for a link: its type, id and program's id."""
+        ...
+
+    def link_detach(self, fd: int) -> None:
+        """``BPF_LINK_DETACH``: detach the link's program now; the handle stays open (and must be closed)."""
+        ...
+
+    def perf_event_open_tracepoint(self, category: str, name: str, *, pid: int = -1, cpu: int = 0) -> int:
+        """A perf event for tracepoint ``category/name``; its id comes from tracefs.
+
+        ``FileNotFoundError`` naming the path when tracefs is not mounted or there is no
+        such tracepoint. The default (``pid`` -1, ``cpu`` 0) suits BPF programs, which run
+        on every CPU whatever the event's CPU.
+        """
+        ...
+
+    def perf_event_open_kprobe(self, func: str, *, retprobe: bool = False, offset: int = 0) -> int:
+        """A perf event of the ``kprobe`` PMU on kernel function ``func`` (+ ``offset``).
+
+        ``OSError(EOPNOTSUPP)`` naming the missing file when the kernel has no kprobe PMU.
+        """
+        ...
+
+    def perf_event_open_uprobe(self, path: str, offset: int, *, retprobe: bool = False, pid: int = -1,
+                               ref_ctr_offset: int = 0) -> int:
+        """A ``uprobe`` PMU perf event at file offset ``offset`` of ``path`` (pid -1: every process)."""
+        ...
+
+    def perf_event_set_bpf(self, perf_fd: int, prog_fd: int) -> None:
+        """``PERF_EVENT_IOC_SET_BPF``: run the program when the perf event fires (the pre-link way)."""
+        ...
+
+    def perf_event_enable(self, perf_fd: int) -> None:
+        """``PERF_EVENT_IOC_ENABLE``."""
+        ...
+
+    def socket_attach_filter(self, sock_fd: int, prog_fd: int) -> None:
+        """``setsockopt(SO_ATTACH_BPF)``: filter what socket ``sock_fd`` receives by a socket filter program.
+
+        The filter stays with the socket after the program handle is closed.
+        """
+        ...
+
+    def socket_detach_filter(self, sock_fd: int) -> None:
+        """``setsockopt(SO_DETACH_BPF)``: remove the socket's filter (ENOENT if it has none)."""
+        ...
+
+
+@attrs.frozen
+class LinkInfo:
+    """What ``BPF_OBJ_GET_INFO_BY_FD`` says about a link: the head of ``struct bpf_link_info``.
+
+    ``type`` is an ``enum bpf_link_type`` value (1 raw tracepoint, 2 tracing, 3 cgroup,
+    4 iter, 5 netns, 6 xdp, 7 perf event, ...).
+    """
+
+    type: int
+    id: int
+    prog_id: int

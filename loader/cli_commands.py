@@ -21,9 +21,7 @@ from loader.map import Map
 
 def register(commands: Any) -> None:
     """Add ``load`` and ``map dump`` to the CLI's subparsers."""
-    load = commands.add_parser(
-        "load", help="load an object's maps into the kernel and print what was created"
-    )
+    load = commands.add_parser("load", help="load an object into the kernel and print what was created")
     load.add_argument("object", type=Path, help="BPF ELF object file")
     load.add_argument("--pin", metavar="DIR", help="bpffs directory for maps pinned by name")
     load.add_argument("--backend", choices=("kernel", "memory"), default="kernel")
@@ -53,25 +51,13 @@ def load_command(args: argparse.Namespace) -> Iterable[str]:
     """``ebpfspec load``: everything is closed when the command ends, except pins."""
     spec = load_collection_spec(args.object)
     with load_collection(spec, backend=make_backend(args.backend), pin_path=args.pin) as coll:
-        rows: list[dict[str, Any]] = []
-        for name, m in coll.maps.items():
-            info = m.info()
-            rows.append(
-                {
-                    "name": name,
-                    "type": str(m.type),
-                    "id": info.id,
-                    "key_size": m.key_size,
-                    "value_size": m.value_size,
-                    "max_entries": m.max_entries,
-                    "flags": m.flags,
-                    "pinned": m.pinned_path or "",
-                    "btf_fallback": info.btf_fallback,
-                }
-            )
+        maps = [_map_row(name, m) for name, m in coll.maps.items()]
+        programs: list[dict[str, Any]] = [
+            {"name": name, "type": str(p.type), "id": p.info().id} for name, p in coll.programs.items()
+        ]
     if args.json:
-        return [json.dumps({"maps": rows}, indent=2)]
-    return table(
+        return [json.dumps({"maps": maps, "programs": programs}, indent=2)]
+    map_lines = table(
         ["MAP", "TYPE", "ID", "KEY", "VALUE", "MAX_ENTRIES", "FLAGS", "PINNED"],
         [
             [
@@ -84,9 +70,26 @@ def load_command(args: argparse.Namespace) -> Iterable[str]:
                 f"{r['flags']:#x}",
                 r["pinned"] or "-",
             ]
-            for r in rows
+            for r in maps
         ],
     )
+    program_lines = table(["PROGRAM", "TYPE", "ID"], [[p["name"], p["type"], str(p["id"])] for p in programs])
+    return [*map_lines, "", *program_lines] if programs else list(map_lines)
+
+
+def _map_row(name: str, m: Map) -> dict[str, Any]:
+    info = m.info()
+    return {
+        "name": name,
+        "type": str(m.type),
+        "id": info.id,
+        "key_size": m.key_size,
+        "value_size": m.value_size,
+        "max_entries": m.max_entries,
+        "flags": m.flags,
+        "pinned": m.pinned_path or "",
+        "btf_fallback": info.btf_fallback,
+    }
 
 
 def _hex(value: Any) -> Any:

@@ -10,7 +10,9 @@ The steps, each a small function below:
 3. :func:`create_maps` — run the map plans on a thread pool of ``workers``. A map's
    inner template is created just before the map itself; data sections are filled
    (and ``.rodata`` frozen) inside their creation, so before any program could load.
-4. :func:`fill_named_contents` — maps of maps and program arrays get the objects their
+4. :func:`load_programs` — the collection's BTF is loaded once, then the programs
+   (relocated to the maps' descriptors, CO-RE applied) on the same pool.
+5. :func:`fill_named_contents` — maps of maps and program arrays get the objects their
    ``contents`` name, once everything they name exists.
 
 On any failure every descriptor created so far is closed and every pin this call
@@ -25,19 +27,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from types import MappingProxyType
+from typing import TypeVar
 
 import attrs
 
-from ebpfspec import CollectionSpec, MapSpec, PinType
+import btf
+from ebpfspec import CollectionSpec, MapSpec, PinType, ProgramSpec
 from loader.backend import Backend
 from loader.create import create_map
-from loader.errors import LoaderError, MapError, MapIncompatibleError, NotSupportedError
+from loader.errors import LoaderError, MapError, MapIncompatibleError
 from loader.map import Map, default_backend
 from loader.pinning import check_pin_dir, pin_file
+from loader.program import Program, kernel_btf_source, load_one
+from loader.program_load import load_program_btf
 
 #: Default size of the map-creation thread pool.
 DEFAULT_WORKERS = 4
@@ -51,18 +58,16 @@ class Collection:
     is what pins are for); remove them with ``Map.unpin``.
     """
 
-    def __init__(self, maps: Mapping[str, Map], programs: Mapping[str, object] | None = None):
+    def __init__(self, maps: Mapping[str, Map], programs: Mapping[str, Program] | None = None):
         self.maps: Mapping[str, Map] = MappingProxyType(dict(maps))
-        self.programs: Mapping[str, object] = MappingProxyType(dict(programs or {}))
+        self.programs: Mapping[str, Program] = MappingProxyType(dict(programs or {}))
 
     def close(self) -> None:
-        """Close every map and program."""
+        """Close every program and map."""
+        for p in self.programs.values():
+            p.close()
         for m in self.maps.values():
             m.close()
-        for p in self.programs.values():
-            close = getattr(p, "close", None)
-            if callable(close):
-                close()
 
     def __enter__(self) -> Collection:
         return self
@@ -91,6 +96,8 @@ def load_collection(
     map_replacements: Mapping[str, Map] | None = None,
     workers: int | None = None,
     only: Iterable[str] | None = None,
+    kernel_types: btf.Spec | None = None,
+    log_level: int = 0,
 ) -> Collection:
     """Create the maps (and programs) of ``spec``; see the module docstring for the steps.
 
@@ -100,25 +107,34 @@ def load_collection(
       compatibility, then their descriptor is duplicated).
     - ``workers``: threads creating maps concurrently.
     - ``only``: names of maps/programs to load, plus what they depend on.
+    - ``kernel_types``: BTF to resolve CO-RE relocations and attach targets against
+      (default: the running kernel's).
+    - ``log_level``: > 0 keeps each program's verifier log (``Program.verifier_log``).
     """
     backend = backend or default_backend()
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     map_names, program_names = select(spec, only)
-    if program_names:
-        raise NotSupportedError(
-            f"loading programs is not implemented yet ({sorted(program_names)[:3]}...); "
-            "pass only=(map names) to load maps"
-        )
     plans = plan_maps(spec, map_names, pin_path, map_replacements or {}, backend)
     created = CreatedObjects(backend)
+    pool_size = workers or DEFAULT_WORKERS
     try:
-        maps = create_maps(plans, backend, workers or DEFAULT_WORKERS, created)
-        fill_named_contents(spec, maps)
+        maps = create_maps(plans, backend, pool_size, created)
+        programs = load_programs(
+            spec,
+            program_names,
+            maps,
+            backend,
+            pool_size,
+            created,
+            kernel=kernel_btf_source(kernel_types),
+            log_level=log_level,
+        )
+        fill_named_contents(spec, maps, programs)
     except BaseException:
         created.undo()
         raise
-    return Collection(maps)
+    return Collection(maps, programs)
 
 
 # -- step 1: selection -------------------------------------------------------------------------
@@ -207,11 +223,16 @@ class CreatedObjects:
         self._backend = backend
         self._lock = threading.Lock()
         self._maps: list[Map] = []
+        self._programs: list[Program] = []
         self._pins: list[str] = []
 
     def add_map(self, m: Map) -> None:
         with self._lock:
             self._maps.append(m)
+
+    def add_program(self, p: Program) -> None:
+        with self._lock:
+            self._programs.append(p)
 
     def add_pin(self, path: str) -> None:
         with self._lock:
@@ -222,6 +243,9 @@ class CreatedObjects:
         with self._lock:
             pins, self._pins = self._pins, []
             maps, self._maps = self._maps, []
+            programs, self._programs = self._programs, []
+        for p in programs:
+            p.close()
         for path in pins:
             with contextlib.suppress(OSError):
                 self._backend.obj_unpin(path)
@@ -233,17 +257,26 @@ def create_maps(
     plans: list[MapPlan], backend: Backend, workers: int, created: CreatedObjects
 ) -> dict[str, Map]:
     """Run every plan, ``workers`` at a time; the first failure cancels the rest."""
-    if not plans:
+    tasks = {plan.spec.name: functools.partial(realise_map, plan, backend, created) for plan in plans}
+    return run_all(tasks, workers, "ebpfspec-map")
+
+
+_T = TypeVar("_T")
+
+
+def run_all(tasks: Mapping[str, Callable[[], _T]], workers: int, name: str) -> dict[str, _T]:
+    """Run ``tasks`` on a pool of ``workers``. The first failure cancels the tasks not yet
+    started and is raised once the running ones have finished, so the caller's undo sees
+    everything they made."""
+    if not tasks:
         return {}
-    with ThreadPoolExecutor(max_workers=min(workers, len(plans)), thread_name_prefix="ebpfspec-map") as pool:
-        futures: dict[Future[Map], str] = {
-            pool.submit(realise_map, plan, backend, created): plan.spec.name for plan in plans
-        }
+    with ThreadPoolExecutor(max_workers=min(workers, len(tasks)), thread_name_prefix=name) as pool:
+        futures: dict[Future[_T], str] = {pool.submit(task): key for key, task in tasks.items()}
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
-        wait(pending)  # let running creations finish, so undo() sees everything they made
-        for future in done | pending:
+        wait(pending)
+        for future in (*done, *pending):
             if not future.cancelled() and future.exception() is not None:
                 raise future.exception()  # type: ignore[misc]
     return {futures[f]: f.result() for f in futures}
@@ -310,16 +343,60 @@ def _load_pinned(spec: MapSpec, path: str, backend: Backend) -> Map | None:
     return m
 
 
-# -- step 4: named contents -------------------------------------------------------------------------
+# -- step 4: programs -------------------------------------------------------------------------------
 
 
-def fill_named_contents(spec: CollectionSpec, maps: Mapping[str, Map]) -> None:
-    """Store the maps that maps-of-maps' ``contents`` name (program arrays come with programs)."""
+def load_programs(
+    spec: CollectionSpec,
+    names: set[str],
+    maps: Mapping[str, Map],
+    backend: Backend,
+    workers: int,
+    created: CreatedObjects,
+    *,
+    kernel: Callable[[], btf.Spec],
+    log_level: int,
+) -> dict[str, Program]:
+    """Load the selected programs, sharing one load of the collection's BTF."""
+    if not names:
+        return {}
+    chosen = [p for name, p in spec.programs.items() if name in names]
+    program_btf = load_program_btf(spec.types, chosen, backend)
+
+    def load(program: ProgramSpec) -> Program:
+        loaded = load_one(
+            program,
+            backend,
+            maps=maps,
+            types=spec.types,
+            externs=spec.externs,
+            program_btf=program_btf,
+            kernel=kernel,
+            log_level=log_level,
+        )
+        created.add_program(loaded)
+        return loaded
+
+    try:
+        return run_all({p.name: functools.partial(load, p) for p in chosen}, workers, "ebpfspec-prog")
+    finally:
+        if program_btf is not None:
+            backend.close(program_btf.fd)
+
+
+# -- step 5: named contents -------------------------------------------------------------------------
+
+
+def fill_named_contents(
+    spec: CollectionSpec, maps: Mapping[str, Map], programs: Mapping[str, Program]
+) -> None:
+    """Store the maps and programs that maps-of-maps' and program arrays' ``contents`` name."""
     for name, m in maps.items():
         for kv in spec.maps[name].contents:
             if not isinstance(kv.value, str):
                 continue
-            target = maps.get(kv.value)
+            target: Map | Program | None
+            target = programs.get(kv.value) if m.type.can_store_program else maps.get(kv.value)
             if target is None:
-                raise LoaderError(f"map {name!r}: contents name {kv.value!r}, which is not a loaded map")
+                raise LoaderError(f"map {name!r}: contents name {kv.value!r}, which was not loaded")
             m.update(kv.key, target)

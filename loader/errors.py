@@ -75,16 +75,46 @@ class BatchCursorError(LoaderError):
     """A batch cursor was used on a map other than the one it started on."""
 
 
+class ProgramError(LoaderError, OSError):
+    """A program operation failed: ``errno``, the ``op`` and the ``program`` name (and a hint)."""
+
+    def __init__(self, errno: int, op: str, program: str, detail: str = ""):
+        message = f"program {program!r}: {op}: {os.strerror(errno)}"
+        if detail:
+            message += f" ({detail})"
+        OSError.__init__(self, errno, message)
+        self.op = op
+        self.program = program
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.errno, self.op, self.program))
+
+
 class VerifierError(LoaderError):
     """The verifier rejected a program. ``log`` holds its log lines; ``str()`` ends with the last ones."""
 
-    def __init__(self, program: str, errno: int, log: list[str]):
+    def __init__(self, program: str, errno: int, log: list[str], *, truncated: bool = False):
         self.program = program
         self.errno = errno
         self.log = log
-        tail = "\n".join(log[-8:])
-        super().__init__(f"program {program!r}: verifier rejected it ({os.strerror(errno)})"
-                         + (f":\n{tail}" if tail else ""))
+        self.truncated = truncated
+        lines = [line for line in log if line.strip()]
+        processed = next((line for line in reversed(lines) if line.startswith("processed ")), "")
+        tail = [line for line in lines if line != processed][-5:]
+        summary = f"program {program!r}: the verifier rejected it ({os.strerror(errno)})"
+        if processed:
+            summary += f"; {processed.split(' (')[0]}"  # "processed 12 insns"
+        if tail:
+            summary += ":\n  " + "\n  ".join(tail)
+        if truncated:
+            summary += "\n  (the log was truncated at the size limit)"
+        super().__init__(summary)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.program, self.errno, self.log))
 
 
 #: Operations whose ENOENT means "no such key" (update: with ``EXIST``).

@@ -5,6 +5,15 @@ and :meth:`Handle.release`. :meth:`Handle.close` marks the handle closed — new
 acquisitions fail at once — and waits for the operations already running to finish
 before it releases the descriptor. So no thread can ever operate on a descriptor number
 that was closed and reused for something else.
+
+How, cheaply: the use count is a list holding one token per running operation.
+``list.append`` and ``list.pop`` are atomic, so taking and giving back a use needs no
+lock. An acquisition appends its token first and checks the closed flag *after* that
+(backing out if it is set), while :meth:`Handle.close` sets the flag first and looks at
+the list after that: either the closer sees the token (and waits for it), or the
+acquirer sees the flag (and gives up) — never neither. The lock is taken only by
+:meth:`Handle.close` and by a release that finds the handle closed (to wake the closer);
+the condition the closer waits on is made only when a close has to wait.
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ class Handle:
         self._fd = fd
         self._release_fd = release_fd
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._users = 0
+        self._idle: threading.Condition | None = None  # made by a close() that has to wait
+        #: one token per use taken and not yet given back (append/pop are atomic)
+        self._users: list[None] = []
         self._closed = False
 
     @property
@@ -43,26 +53,36 @@ class Handle:
 
     def acquire(self) -> int:
         """Take a use of the descriptor; ``HandleClosed`` if it is closed."""
-        with self._lock:
-            if self._closed:
-                raise HandleClosed
-            self._users += 1
-            return self._fd
+        if self._closed:
+            raise HandleClosed
+        self._users.append(None)
+        if self._closed:  # a close() began meanwhile: it may not have seen our token, so back out
+            self.release()
+            raise HandleClosed
+        return self._fd
 
     def release(self) -> None:
         """Give back a use taken by :meth:`acquire`."""
+        self._users.pop()
+        if self._closed:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Tell a waiting :meth:`close` that a use ended (it checks whether any are left)."""
         with self._lock:
-            self._users -= 1
-            if self._users == 0 and self._closed:
-                self._idle.notify_all()
+            idle = self._idle
+            if idle is not None:
+                idle.notify_all()
 
     def close(self) -> bool:
         """Close once every running use has ended. Idempotent; True if this call closed it."""
         with self._lock:
             if self._closed:
                 return False
-            self._closed = True
-            while self._users:
-                self._idle.wait()
+            self._closed = True  # from here on no new use starts (acquire checks after appending)
+            if self._users:
+                idle = self._idle = threading.Condition(self._lock)
+                while self._users:
+                    idle.wait()
         self._release_fd(self._fd)
         return True

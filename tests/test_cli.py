@@ -136,10 +136,23 @@ def test_load_with_memory_backend_prints_every_map(capsys: pytest.CaptureFixture
     assert all(r["id"] > 0 for r in rows)
 
 
-def test_load_refuses_programs_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, err = run(capsys, "load", str(MAPS), "--backend", "memory")
+def test_load_prints_programs_too(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "load", str(TESTDATA / "xdp_test-el.o"), "--backend", "memory", "--json")
+    assert status == 0, err
+    loaded = json.loads(out)
+    assert {r["name"] for r in loaded["programs"]} == {
+        "xdp_len_filter",
+        "sock_len_filter",
+        "xdp_entry",
+        "xdp_tail",
+    }
+    assert all(r["id"] > 0 and r["type"] for r in loaded["programs"])
+
+
+def test_load_failure_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "load", str(TESTDATA / "iproute2_maps-el.o"), "--backend", "memory")
     assert status == 1 and out == ""
-    assert err.startswith("ebpfspec: error: ") and "programs" in err and "Traceback" not in err
+    assert err.startswith("ebpfspec: error: ") and "trailing bytes" in err and "Traceback" not in err
 
 
 @pytest.mark.kernel

@@ -23,7 +23,7 @@ import ebpfspec
 import loader
 from ebpfspec import MapType, PinType
 from loader import Backend, load_collection
-from loader.errors import LoaderError, MapIncompatibleError, NotSupportedError
+from loader.errors import LoaderError, MapIncompatibleError
 from tests.conftest import TESTDATA, open_fds
 
 BACKENDS = [pytest.param("kernel", marks=pytest.mark.kernel), "memory"]
@@ -98,10 +98,16 @@ def test_loads_every_map_with_its_contents(backend: Backend) -> None:
     assert all(m.closed for m in coll.maps.values())
 
 
-def test_programs_are_refused_until_supported(backend: Backend) -> None:
+def test_programs_load_and_fill_program_arrays(backend: Backend) -> None:
     spec = ebpfspec.load_collection_spec(TESTDATA / "maps-el.o")
-    with pytest.raises(NotSupportedError, match="programs"):
-        load_collection(spec, backend=backend)
+    with load_collection(spec, backend=backend) as coll:
+        assert set(coll.programs) == {"prog_a", "prog_b", "use_maps"}
+        jump = coll.maps["jump_table"]
+        assert jump.lookup((0).to_bytes(4, "little")) == coll.programs["prog_a"].info().id
+        assert jump.lookup((2).to_bytes(4, "little")) == coll.programs["prog_b"].info().id
+        with pytest.raises(KeyError):
+            jump.lookup((1).to_bytes(4, "little"))
+    assert all(p.closed for p in coll.programs.values())
 
 
 def test_only_loads_dependencies(backend: Backend) -> None:

@@ -175,6 +175,18 @@ class RecordingBackend:
                 still.remove(h)
             return still
 
+    def __getattr__(self, method: str) -> Any:
+        """Every other backend operation (programs, attaching): recorded and passed on."""
+        target = getattr(self.inner, method)
+        if not callable(target):
+            return target
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            self._record(method, *args)
+            return target(*args, **kwargs)
+
+        return forward
+
     def possible_cpus(self) -> int:
         self._record("possible_cpus")
         return self.inner.possible_cpus()

@@ -7,17 +7,27 @@ checks for every map (fd modes, frozen maps, flags, which batch commands a type 
 is here; what each map type does is in :mod:`loader.memory.maps`.
 
 Handles are private numbers counted from :attr:`MemoryBackend.FIRST_HANDLE` (so they
-are never mistaken for small real file descriptors). An object (map or BTF) lives while
-a handle, a pin, a map-in-map slot or (for BTF) a map refers to it, exactly like a
-kernel object; map and BTF ids count from 1.
+are never mistaken for small real file descriptors). An object (map, program or BTF)
+lives while a handle, a pin, a map-in-map or program-array slot, a program using it or
+(for BTF) a map refers to it, exactly like a kernel object; map, program and BTF ids
+count from 1.
 
 Modelled map types: ``HASH``, ``ARRAY``, ``PROG_ARRAY``, ``PERF_EVENT_ARRAY``,
 ``PERCPU_HASH``, ``PERCPU_ARRAY``, ``LRU_HASH``, ``LRU_PERCPU_HASH``, ``ARRAY_OF_MAPS``,
 ``HASH_OF_MAPS``, ``QUEUE``, ``STACK``, ``RINGBUF``, ``BLOOM_FILTER``. Creating another
 kernel map type fails with ``EOPNOTSUPP`` (an unknown type number with ``EINVAL``, as
-in the kernel). There are no programs (so program arrays stay empty), no perf events,
-no ``mmap`` and no BPF spin locks (``BPF_F_LOCK`` is ``EINVAL`` as for any map whose
-value has no ``struct bpf_spin_lock``).
+in the kernel). There are no perf events, no ``mmap`` and no BPF spin locks
+(``BPF_F_LOCK`` is ``EINVAL`` as for any map whose value has no ``struct bpf_spin_lock``).
+
+Programs are accepted but cannot run: :meth:`MemoryBackend.prog_load` makes the
+kernel's checks before the verifier (flags, instruction count, program type, name, the
+maps the instructions name, BTF) and gives a handle with an id, a tag computed as the
+kernel does and the ids of the maps used, so ``prog_info``, ``prog_fd_by_id``, pins and
+program arrays work (a program array takes program handles and its lookups give program
+ids; it empties when user space lets go of it, as in the kernel). The verifier is not
+modelled. :meth:`MemoryBackend.prog_test_run` fails with ``ENOTSUPP`` (524, what the
+kernel answers for a program type without a test run); every attach primitive (links,
+``BPF_PROG_ATTACH``, raw tracepoints, perf events, socket filters) with ``EOPNOTSUPP``.
 
 Pins live in the backend (no file is created), but like the kernel's they need an
 existing directory (ENOENT otherwise). Besides the protocol,
@@ -37,18 +47,30 @@ the caller rather than an errno.
 from __future__ import annotations
 
 import errno
+import hashlib
 import itertools
 import os
+import struct
+import sys
 import threading
 
 import btf
-from ebpfspec.enums import MapType
-from loader.backend import BatchResult, MapAttrs, MapInfo
+from ebpfspec.enums import MapType, ProgramFlags, ProgramType
+from loader.backend import (
+    BatchResult,
+    LinkInfo,
+    MapAttrs,
+    MapInfo,
+    ProgLoadError,
+    ProgramAttrs,
+    ProgramInfo,
+    TestRunResult,
+)
 from loader.cpus import parse_cpu_list
 from loader.cpus import possible_cpus as _system_possible_cpus
 from loader.memory import kconst as k
-from loader.memory.maps import F_LOCK, InnerTemplate, MemoryMap, map_class
-from loader.memory.objects import ENOTSUPP, BpfObject, BtfObject, oserror
+from loader.memory.maps import F_LOCK, FdArrayMap, InnerTemplate, MemoryMap, map_class
+from loader.memory.objects import ENOTSUPP, BpfObject, BtfObject, ProgObject, oserror
 
 __all__ = ["MemoryBackend"]
 
@@ -139,8 +161,10 @@ class MemoryBackend:
         self._handle_numbers = itertools.count(self.FIRST_HANDLE)
         self._maps: dict[int, MemoryMap] = {}
         self._btfs: dict[int, BtfObject] = {}
+        self._progs: dict[int, ProgObject] = {}
         self._map_ids = itertools.count(1)
         self._btf_ids = itertools.count(1)
+        self._prog_ids = itertools.count(1)
         self._pins: dict[str, BpfObject] = {}
         self._numa_nodes = _online_nodes()
 
@@ -159,6 +183,7 @@ class MemoryBackend:
             fd = next(self._handle_numbers)
             self._handles[fd] = _Handle(obj, read, write)
             obj.refs += 1
+            obj.urefs += 1
         return fd
 
     def _handle(self, fd: int) -> _Handle:
@@ -194,6 +219,8 @@ class MemoryBackend:
                 self._maps.pop(obj.id, None)
             elif isinstance(obj, BtfObject):
                 self._btfs.pop(obj.id, None)
+            elif isinstance(obj, ProgObject):
+                self._progs.pop(obj.id, None)
         for held in obj.release():
             self.decref(held)
 
@@ -203,9 +230,9 @@ class MemoryBackend:
             return len(self._handles)
 
     def live_objects(self) -> int:
-        """How many maps and BTF objects are alive (referred to by a handle, pin, map or slot)."""
+        """How many maps, programs and BTF objects are alive (held by a handle, pin, map, program or slot)."""
         with self._lock:
-            return len(self._maps) + len(self._btfs)
+            return len(self._maps) + len(self._btfs) + len(self._progs)
 
     # -- map creation --------------------------------------------------------------------------
 
@@ -548,6 +575,7 @@ class MemoryBackend:
             fd = next(self._handle_numbers)
             self._handles[fd] = _Handle(m, True, True)
             m.refs += 1
+            m.urefs += 1
         return fd
 
     # -- objects --------------------------------------------------------------------------------
@@ -559,16 +587,17 @@ class MemoryBackend:
         return os.path.abspath(path)
 
     def obj_pin(self, fd: int, path: str) -> None:
-        """``BPF_OBJ_PIN``: keep the map alive under ``path``, in this backend's own table of pins.
+        """``BPF_OBJ_PIN``: keep the map or program alive under ``path``, in this backend's own table of pins.
 
         As with the kernel, the directory must exist (ENOENT; ENOTDIR if it is no
         directory) — a real directory on any file system, where no file is created.
-        EEXIST if something is pinned there already; EINVAL for objects other than maps.
+        EEXIST if something is pinned there already; EINVAL for BTF (the kernel pins only
+        maps, programs and links).
         """
         key = self._pin_key(path)
         obj = self._handle(fd).obj
-        if not isinstance(obj, MemoryMap):
-            raise oserror(errno.EINVAL, f"handle {fd}: only maps can be pinned here")
+        if not isinstance(obj, MemoryMap | ProgObject):
+            raise oserror(errno.EINVAL, f"handle {fd}: only maps and programs can be pinned")
         parent = os.path.dirname(key)
         if not os.path.isdir(parent):
             raise oserror(errno.ENOTDIR if os.path.exists(parent) else errno.ENOENT, parent)
@@ -577,12 +606,14 @@ class MemoryBackend:
                 raise oserror(errno.EEXIST, path)
             self._pins[key] = obj
             obj.refs += 1
+            obj.urefs += 1
 
     def obj_get(self, path: str, flags: int = 0) -> int:
         """``BPF_OBJ_GET``: a new handle to what is pinned at ``path``.
 
-        ``flags`` are ``file_flags``: ``BPF_F_RDONLY`` or ``BPF_F_WRONLY`` open the handle
-        read-only or write-only.
+        ``flags`` are ``file_flags``: ``BPF_F_RDONLY`` or ``BPF_F_WRONLY`` open a map's
+        handle read-only or write-only (a program's handle takes them and ignores them,
+        as the kernel does).
         """
         if flags & ~(k.BPF_OBJ_FLAG_MASK | k.BPF_F_PATH_FD):
             raise oserror(errno.EINVAL, f"unknown file_flags {flags:#x}")
@@ -596,6 +627,7 @@ class MemoryBackend:
             fd = next(self._handle_numbers)
             self._handles[fd] = _Handle(obj, not flags & k.BPF_F_WRONLY, not flags & k.BPF_F_RDONLY)
             obj.refs += 1
+            obj.urefs += 1
         return fd
 
     def obj_unpin(self, path: str) -> None:
@@ -605,7 +637,7 @@ class MemoryBackend:
             obj = self._pins.pop(key, None)
         if obj is None:
             raise oserror(errno.ENOENT, path)
-        self.decref(obj)
+        self._drop_user_ref(obj)
 
     def dup(self, fd: int) -> int:
         """A second handle to the same object, with the same mode (closed separately)."""
@@ -616,6 +648,7 @@ class MemoryBackend:
             new = next(self._handle_numbers)
             self._handles[new] = _Handle(h.obj, h.read, h.write)
             h.obj.refs += 1
+            h.obj.urefs += 1
         return new
 
     def close(self, fd: int) -> None:
@@ -624,7 +657,24 @@ class MemoryBackend:
             h = self._handles.pop(fd, None)
         if h is None:
             raise oserror(errno.EBADF, f"{fd} is not an open handle of this backend")
-        self.decref(h.obj)
+        self._drop_user_ref(h.obj)
+
+    def _drop_user_ref(self, obj: BpfObject) -> None:
+        """Drop a handle's or pin's reference; the last user reference to a program array empties it.
+
+        That is the kernel's ``prog_array_map_clear`` on ``map_release_uref``: what keeps
+        a program array's programs is user space holding the array, not the programs that
+        tail-call through it (which would otherwise keep each other alive forever).
+        """
+        with self._lock:
+            obj.urefs -= 1
+            last = obj.urefs == 0
+        if last and isinstance(obj, FdArrayMap) and obj.map_type == MapType.PROG_ARRAY:
+            with obj.lock:
+                held = obj.clear()
+            for prog in held:
+                self.decref(prog)
+        self.decref(obj)
 
     # -- BTF --------------------------------------------------------------------------------------
 
@@ -644,6 +694,364 @@ class MemoryBackend:
             obj.id = next(self._btf_ids)
             self._btfs[obj.id] = obj
         return self._new_handle(obj)
+
+    # -- programs ------------------------------------------------------------------------------------
+
+    def _used_maps(self, insns: bytes, fd_array: tuple[int, ...]) -> list[MemoryMap]:
+        """``resolve_pseudo_ldimm64``: a reference to each map the instructions name, in first-use order.
+
+        A map is named by a 64-bit load whose ``src_reg`` is ``PSEUDO_MAP_FD``/``_VALUE``
+        (the immediate is a handle) or ``PSEUDO_MAP_IDX``/``_IDX_VALUE`` (an index into
+        ``fd_array``). EBADF for a handle that is not open, EINVAL for one that is not a
+        map, for direct value access to a map other than an array, or for a value offset
+        beyond the value. On failure no reference is kept.
+        """
+        used: list[MemoryMap] = []
+        try:
+            pos, end = 0, len(insns)
+            while pos < end:
+                opcode, regs, _off, imm = _INSN.unpack_from(insns, pos)
+                if opcode != _LD_IMM64:
+                    pos += 8
+                    continue
+                where = f"instruction {pos // 8}"
+                if pos + 16 > end:
+                    raise oserror(errno.EINVAL, f"{where}: a 64-bit load without its second half")
+                opcode2, regs2, off2, imm2 = _INSN.unpack_from(insns, pos + 8)
+                if opcode2 or regs2 or off2:
+                    raise oserror(errno.EINVAL, f"{where}: invalid second half of a 64-bit load")
+                _dst, src = _regs(regs)
+                if src in (_PSEUDO_MAP_FD, _PSEUDO_MAP_VALUE, _PSEUDO_MAP_IDX, _PSEUDO_MAP_IDX_VALUE):
+                    fd = imm
+                    if src in (_PSEUDO_MAP_IDX, _PSEUDO_MAP_IDX_VALUE):
+                        if not fd_array:
+                            raise oserror(errno.EPROTO, f"{where}: fd_idx without fd_array")
+                        if not 0 <= imm < len(fd_array):
+                            # the kernel reads whatever lies past the array: most likely no map fd
+                            raise oserror(errno.EINVAL, f"{where}: fd_array index {imm} out of range")
+                        fd = fd_array[imm]
+                    obj = self.get_object(fd)
+                    if not isinstance(obj, MemoryMap):
+                        self.decref(obj)
+                        raise oserror(errno.EINVAL, f"{where}: fd {fd} is not a map")
+                    if obj in used:
+                        self.decref(obj)
+                    else:
+                        used.append(obj)
+                    if src in (_PSEUDO_MAP_VALUE, _PSEUDO_MAP_IDX_VALUE):
+                        self._check_direct_value(obj, imm2, where)
+                pos += 16
+        except OSError:
+            for m in used:
+                self.decref(m)
+            raise
+        return used
+
+    @staticmethod
+    def _check_direct_value(m: MemoryMap, offset: int, where: str) -> None:
+        """``map_direct_value_addr``: only arrays have it, only with one element (ENOTSUPP otherwise)."""
+        if m.map_type != MapType.ARRAY:
+            raise oserror(errno.EINVAL, f"{where}: no direct value access to {m.map_type} maps")
+        if m.max_entries != 1:
+            raise oserror(ENOTSUPP, f"{where}: direct value access to an array of {m.max_entries} elements")
+        if not 0 <= offset < m.value_size:
+            raise oserror(errno.EINVAL, f"{where}: value offset {offset} beyond value_size {m.value_size}")
+
+    def prog_load(self, attrs: ProgramAttrs, *, log_level: int = 0, log_size: int = 0) -> tuple[int, str]:
+        """``BPF_PROG_LOAD``: accept the program after the kernel's checks before its verifier.
+
+        Checked, with the kernel's errno (as :class:`ProgLoadError` with an empty log):
+        ``prog_flags`` (EINVAL), the instruction count (E2BIG for none or more than a
+        million), the program type (EINVAL for a type Linux 6.18 does not have), the name
+        (EINVAL for characters other than ``[A-Za-z0-9_.]``), every map the instructions name
+        (see :meth:`_used_maps`), and with func/line info ``prog_btf_fd`` (EBADF, EINVAL) and
+        the func info records (one ``BTF_KIND_FUNC`` per subprogram, at its first
+        instruction: EINVAL otherwise). Without func/line info ``prog_btf_fd`` is ignored,
+        as by the kernel. The program holds references to its maps and BTF.
+
+        The verifier is not modelled: a program the kernel would reject may be accepted
+        here. With ``log_level`` > 0 the "log" is a one-line note saying so. ``ValueError``
+        as for the kernel backend (instructions not whole slots, names longer than 15 bytes
+        or with a NUL, a license with a NUL).
+        """
+        a = attrs
+        insns = bytes(a.insns)
+        if len(insns) % 8:
+            raise ValueError(f"instructions of {len(insns)} bytes are not a whole number of 8-byte slots")
+        if not isinstance(a.license, str) or "\0" in a.license:
+            raise ValueError(f"license {a.license!r} is not a string without NUL bytes")
+        name_raw = a.name.encode("utf-8", "replace")
+        if len(name_raw) >= k.BPF_OBJ_NAME_LEN:
+            raise ValueError(f"program name {a.name!r} is longer than {k.BPF_OBJ_NAME_LEN - 1} bytes")
+        if "\0" in a.name:
+            raise ValueError(f"program name {a.name!r} contains a NUL byte")
+        for what, blob, rec in (("func_info", a.func_info, _FUNC_INFO_SIZE), ("line_info", a.line_info,
+                                                                                  _LINE_INFO_SIZE)):
+            if len(blob) % rec:
+                raise ValueError(f"{what} of {len(blob)} bytes is not a whole number of {rec}-byte records")
+        if log_level < 0 or log_size < 0:
+            raise ValueError(f"log_level {log_level} / log_size {log_size} must not be negative")
+        if a.prog_flags & ~_PROG_FLAGS:
+            raise _prog_error(errno.EINVAL, f"unknown prog_flags {a.prog_flags & ~_PROG_FLAGS:#x}")
+        if a.prog_flags & int(ProgramFlags.TOKEN_FD):
+            raise _prog_error(errno.EINVAL, "BPF_F_TOKEN_FD: this backend has no BPF tokens")
+        n_insns = len(insns) // 8
+        if n_insns == 0 or n_insns > _MAX_INSNS:
+            raise _prog_error(errno.E2BIG, f"{n_insns} instructions (1 to {_MAX_INSNS})")
+        if a.prog_type not in _KERNEL_PROG_TYPES:
+            raise _prog_error(errno.EINVAL, f"unknown program type {a.prog_type}")
+        if any(c not in _STR_NAME_CHARS for c in a.name):
+            raise _prog_error(errno.EINVAL, f"program name {a.name!r}: only letters, digits, '_' and '.'")
+        if (a.func_info or a.line_info) and a.prog_btf_fd < 0:
+            raise _prog_error(errno.EINVAL, "func_info and line_info need prog_btf_fd")
+        try:
+            used: list[BpfObject] = list(self._used_maps(insns, a.fd_array))
+        except OSError as err:
+            raise _prog_error(err.errno or errno.EINVAL, str(err.strerror)) from None
+        btf_id = 0
+        try:
+            if a.func_info or a.line_info:  # without them the kernel ignores prog_btf_fd
+                btf_obj = self._btf_object(a.prog_btf_fd)
+                used.append(btf_obj)
+                btf_id = btf_obj.id
+                if a.func_info:
+                    _check_func_info(insns, bytes(a.func_info), btf_obj.spec)
+            prog = ProgObject(
+                prog_type=a.prog_type, name=a.name, insns=insns, license=a.license, tag=_program_tag(insns),
+                expected_attach_type=a.expected_attach_type, prog_flags=a.prog_flags, used=used,
+                map_ids=tuple(m.id for m in used if isinstance(m, MemoryMap)), btf_id=btf_id)
+            for m in used:  # bpf_check_tail_call: a program array belongs to the first program type
+                if isinstance(m, FdArrayMap) and m.map_type == MapType.PROG_ARRAY:
+                    with m.lock:
+                        if not m.prog_compatible(prog):
+                            raise oserror(errno.EINVAL, f"program array {m.name!r} holds programs of another "
+                                                        f"type than {a.prog_type}")
+        except OSError as err:
+            for held in used:
+                self.decref(held)
+            raise _prog_error(err.errno or errno.EINVAL, str(err.strerror)) from None
+        with self._lock:
+            prog.id = next(self._prog_ids)
+            self._progs[prog.id] = prog
+        fd = self._new_handle(prog)
+        log = f"memory backend: {n_insns} instructions accepted without verification\n" if log_level else ""
+        return fd, log
+
+    def _prog(self, fd: int) -> ProgObject:
+        """The program behind handle ``fd``: EBADF if no such handle, EINVAL if it is no program."""
+        obj = self._handle(fd).obj
+        if not isinstance(obj, ProgObject):
+            raise oserror(errno.EINVAL, f"handle {fd} is not a program")
+        return obj
+
+    def prog_test_run(
+        self, fd: int, *, data: bytes = b"", data_out_size: int = 0, ctx: bytes = b"",
+        ctx_out_size: int = 0, repeat: int = 1, flags: int = 0, cpu: int = 0,
+    ) -> TestRunResult:
+        """``BPF_PROG_TEST_RUN``: programs cannot run here.
+
+        After the handle checks (EBADF, EINVAL for a handle that is no program) this
+        always fails with ``ENOTSUPP`` (524), the errno the kernel gives for a program type
+        without a test run (``bpf_prog_test_run`` when ``ops->test_run`` is NULL), not
+        ``EOPNOTSUPP`` (95).
+        """
+        prog = self._prog(fd)
+        raise oserror(ENOTSUPP, f"MemoryBackend cannot run programs ({prog.name or 'program'} "
+                                f"id {prog.id} was not run)")
+
+    def prog_info(self, fd: int) -> ProgramInfo:
+        """``BPF_OBJ_GET_INFO_BY_FD`` for a program (EBADFD for a handle that is not open, as for maps).
+
+        ``tag`` is computed as Linux 6.18 does; ``xlated_prog_len`` is the length of the
+        instructions as loaded (the kernel's rewrites are not modelled) and
+        ``jited_prog_len`` 0 (nothing is compiled).
+        """
+        with self._lock:
+            h = self._handles.get(fd)
+        if h is None:
+            raise oserror(errno.EBADFD, f"{fd} is not an open handle of this backend")
+        prog = h.obj
+        if not isinstance(prog, ProgObject):
+            raise oserror(errno.EINVAL, f"handle {fd} is not a program")
+        return ProgramInfo(type=prog.prog_type, id=prog.id, name=prog.name, tag=prog.tag,
+                           xlated_prog_len=len(prog.insns), jited_prog_len=0, btf_id=prog.btf_id,
+                           map_ids=prog.map_ids)
+
+    def prog_fd_by_id(self, prog_id: int) -> int:
+        """``BPF_PROG_GET_FD_BY_ID``: a new handle to the program with this id (ENOENT if none)."""
+        with self._lock:
+            prog = self._progs.get(prog_id)
+            if prog is None:
+                raise oserror(errno.ENOENT, f"no program with id {prog_id}")
+            fd = next(self._handle_numbers)
+            self._handles[fd] = _Handle(prog, True, True)
+            prog.refs += 1
+            prog.urefs += 1
+        return fd
+
+    # -- attaching programs: nothing can be attached here ---------------------------------------------
+
+    @staticmethod
+    def _cannot_attach(what: str) -> OSError:
+        return oserror(errno.EOPNOTSUPP, f"MemoryBackend cannot attach programs ({what})")
+
+    def link_create(self, prog_fd: int, target_fd: int, attach_type: int, *, flags: int = 0,
+                    target_btf_id: int = 0, cookie: int = 0) -> int:
+        """``BPF_LINK_CREATE``: ``EOPNOTSUPP`` (programs cannot be attached to a model)."""
+        raise self._cannot_attach("BPF_LINK_CREATE")
+
+    def raw_tracepoint_open(self, name: str | None, prog_fd: int, *, cookie: int = 0) -> int:
+        """``BPF_RAW_TRACEPOINT_OPEN``: ``EOPNOTSUPP``."""
+        raise self._cannot_attach("BPF_RAW_TRACEPOINT_OPEN")
+
+    def prog_attach(self, prog_fd: int, target_fd: int, attach_type: int, flags: int = 0) -> None:
+        """``BPF_PROG_ATTACH``: ``EOPNOTSUPP``."""
+        raise self._cannot_attach("BPF_PROG_ATTACH")
+
+    def prog_detach(self, prog_fd: int, target_fd: int, attach_type: int) -> None:
+        """``BPF_PROG_DETACH``: ``EOPNOTSUPP``."""
+        raise self._cannot_attach("BPF_PROG_DETACH")
+
+    def link_info(self, fd: int) -> LinkInfo:
+        """No handle of this backend is a link: EBADF if ``fd`` is not open, else EINVAL (as the kernel)."""
+        self._handle(fd)
+        raise oserror(errno.EINVAL, f"handle {fd} is not a link")
+
+    def link_detach(self, fd: int) -> None:
+        """No handle of this backend is a link: EBADF if ``fd`` is not open, else EINVAL (as the kernel)."""
+        self._handle(fd)
+        raise oserror(errno.EINVAL, f"handle {fd} is not a link")
+
+    def perf_event_open_tracepoint(self, category: str, name: str, *, pid: int = -1, cpu: int = 0) -> int:
+        """``EOPNOTSUPP``: this backend has no perf events."""
+        raise self._cannot_attach("perf events")
+
+    def perf_event_open_kprobe(self, func: str, *, retprobe: bool = False, offset: int = 0) -> int:
+        """``EOPNOTSUPP``: this backend has no perf events."""
+        raise self._cannot_attach("perf events")
+
+    def perf_event_open_uprobe(self, path: str, offset: int, *, retprobe: bool = False, pid: int = -1,
+                               ref_ctr_offset: int = 0) -> int:
+        """``EOPNOTSUPP``: this backend has no perf events."""
+        raise self._cannot_attach("perf events")
+
+    def perf_event_set_bpf(self, perf_fd: int, prog_fd: int) -> None:
+        """``EOPNOTSUPP``: this backend has no perf events."""
+        raise self._cannot_attach("perf events")
+
+    def perf_event_enable(self, perf_fd: int) -> None:
+        """``EOPNOTSUPP``: this backend has no perf events."""
+        raise self._cannot_attach("perf events")
+
+    def socket_attach_filter(self, sock_fd: int, prog_fd: int) -> None:
+        """``EOPNOTSUPP``: programs cannot filter real sockets from a model."""
+        raise self._cannot_attach("SO_ATTACH_BPF")
+
+    def socket_detach_filter(self, sock_fd: int) -> None:
+        """``EOPNOTSUPP``."""
+        raise self._cannot_attach("SO_DETACH_BPF")
+
+
+# -- programs ----------------------------------------------------------------------------------------
+
+#: ``struct bpf_insn`` in native byte order: opcode, registers, offset, immediate.
+_INSN = struct.Struct("=BBhi")
+#: ``BPF_LD | BPF_IMM | BPF_DW``: the 16-byte 64-bit immediate load.
+_LD_IMM64 = 0x18
+#: ``src_reg`` of a 64-bit load naming a map: by fd, by fd with a value offset, by ``fd_array``
+#: index, by ``fd_array`` index with a value offset; and of one loading a function's address.
+_PSEUDO_MAP_FD, _PSEUDO_MAP_VALUE, _PSEUDO_MAP_IDX, _PSEUDO_MAP_IDX_VALUE = 1, 2, 5, 6
+_PSEUDO_FUNC = 4
+#: ``BPF_JMP | BPF_CALL`` and its ``src_reg`` for a bpf-to-bpf call.
+_CALL, _PSEUDO_CALL = 0x85, 1
+#: ``BPF_COMPLEXITY_LIMIT_INSNS``: the most instructions a (privileged) program may have.
+_MAX_INSNS = 1_000_000
+#: ``prog_flags`` Linux 6.18 knows.
+_PROG_FLAGS = int(sum(ProgramFlags))
+#: Program type numbers Linux 6.18 has (1 to 32).
+_KERNEL_PROG_TYPES = frozenset(int(t) for t in ProgramType if t != ProgramType.UNSPEC)
+#: ``sizeof(struct bpf_func_info)`` / ``sizeof(struct bpf_line_info)``.
+_FUNC_INFO_SIZE, _LINE_INFO_SIZE = 8, 16
+_STR_NAME_CHARS = frozenset(chr(c) for c in _NAME_CHARS)
+
+
+def _prog_error(code: int, detail: str) -> ProgLoadError:
+    """A :class:`ProgLoadError` as ``BPF_PROG_LOAD`` fails before the verifier: no log."""
+    plain = oserror(code, detail)
+    err = ProgLoadError(code, str(plain.strerror), "")
+    err.log_true_size = 0  # type: ignore[attr-defined]
+    return err
+
+
+def _regs(byte: int) -> tuple[int, int]:
+    """``(dst_reg, src_reg)`` of an instruction's register byte in native byte order."""
+    if sys.byteorder == "little":
+        return byte & 0xF, byte >> 4
+    return byte >> 4, byte & 0xF
+
+
+def _subprog_starts(insns: bytes) -> list[int]:
+    """``add_subprog_and_kfunc``: where each subprogram starts (0 and every bpf-to-bpf call target).
+
+    Targets are of ``call`` with ``src_reg`` ``BPF_PSEUDO_CALL`` and of 64-bit loads of a
+    function address (``BPF_PSEUDO_FUNC``), both relative to the next instruction.
+    """
+    starts = {0}
+    n = len(insns) // 8
+    for i in range(n):
+        opcode, regs, _off, imm = _INSN.unpack_from(insns, i * 8)
+        _dst, src = _regs(regs)
+        if (opcode == _CALL and src == _PSEUDO_CALL) or (opcode == _LD_IMM64 and src == _PSEUDO_FUNC):
+            target = i + imm + 1
+            if not 0 <= target < n:
+                raise oserror(errno.EINVAL, f"instruction {i}: call to {target}, outside the program")
+            starts.add(target)
+    return sorted(starts)
+
+
+def _check_func_info(insns: bytes, func_info: bytes, spec: btf.Spec) -> None:
+    """``check_btf_func``: one record per subprogram, at its start, naming a ``BTF_KIND_FUNC``."""
+    records = [struct.unpack_from("=II", func_info, pos) for pos in range(0, len(func_info), _FUNC_INFO_SIZE)]
+    previous = -1
+    for i, (insn_off, type_id) in enumerate(records):
+        if i == 0 and insn_off:
+            raise oserror(errno.EINVAL, f"nonzero insn_off {insn_off} for the first func info record")
+        if insn_off <= previous:
+            raise oserror(errno.EINVAL, f"func info record {i}: insn_off {insn_off} not after {previous}")
+        previous = insn_off
+        try:
+            kind = spec.type_by_id(type_id).kind
+        except (btf.BTFError, IndexError, KeyError, ValueError):
+            kind = None
+        if kind != btf.Kind.FUNC:
+            raise oserror(errno.EINVAL, f"invalid type id {type_id} in func info")
+    starts = _subprog_starts(insns)
+    if [off for off, _ in records] != starts:
+        raise oserror(errno.EINVAL, f"func info at instructions {[off for off, _ in records]} does not match "
+                                    f"the subprograms starting at {starts}")
+
+
+def _program_tag(insns: bytes) -> bytes:
+    """``bpf_prog_calc_tag`` of Linux 6.18: SHA-256 of the instructions, map fds zeroed, first 8 bytes.
+
+    The immediates of a 64-bit load of a map by fd (and of its second slot, which holds
+    the value offset for ``PSEUDO_MAP_VALUE``) are unstable from user space, so they are
+    cleared first; ``fd_array`` indices are kept. Kernels before 6.18 used SHA-1.
+    """
+    out = bytearray(insns)
+    was_ld_map = False
+    for pos in range(0, len(insns), 8):
+        opcode, regs, off, _imm = _INSN.unpack_from(insns, pos)
+        _dst, src = _regs(regs)
+        if not was_ld_map and opcode == _LD_IMM64 and src in (_PSEUDO_MAP_FD, _PSEUDO_MAP_VALUE):
+            was_ld_map = True
+            out[pos + 4:pos + 8] = bytes(4)
+        elif was_ld_map and opcode == 0 and regs == 0 and off == 0:
+            was_ld_map = False
+            out[pos + 4:pos + 8] = bytes(4)
+        else:
+            was_ld_map = False
+    return hashlib.sha256(bytes(out)).digest()[:8]
 
 
 #: Hash map types: their batch cursor is a u32 bucket index.

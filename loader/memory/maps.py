@@ -39,7 +39,7 @@ from loader.backend import BatchResult, MapAttrs
 from loader.memory import kconst as k
 from loader.memory.jhash import htab_hash, jhash, jhash2
 from loader.memory.lru import Lru, LruNode
-from loader.memory.objects import ENOTSUPP, BpfObject, BtfObject, ObjectTable, oserror
+from loader.memory.objects import ENOTSUPP, BpfObject, BtfObject, ObjectTable, ProgObject, oserror
 
 __all__ = [
     "MAP_CLASSES", "ArrayMap", "BloomFilterMap", "FdArrayMap", "HashMap", "InnerTemplate", "MemoryMap",
@@ -48,6 +48,9 @@ __all__ = [
 
 #: ``BPF_ANY`` / ``BPF_NOEXIST`` / ``BPF_EXIST`` / ``BPF_F_LOCK``.
 ANY, NOEXIST, EXIST, F_LOCK = 0, 1, 2, 4
+
+#: ``BPF_PROG_TYPE_EXT``: freplace programs, which take the type of the program they replace.
+_PROG_TYPE_EXT = 28
 
 #: A native-endian u32: array indices, the fds user space stores, the ids it reads back.
 _U32 = struct.Struct("=I")
@@ -373,15 +376,32 @@ class FdArrayMap(MemoryMap):
 
     Updates take a 4-byte fd; lookups give back the stored object's id (or ENOTSUPP for
     perf event arrays, which have no ``map_fd_sys_lookup_elem``). This backend has no
-    programs and no perf events, so only ``ARRAY_OF_MAPS`` slots can be filled.
+    perf events, so ``PERF_EVENT_ARRAY`` slots cannot be filled.
+
+    A program array belongs to the type of the first program that is stored in it or
+    loaded using it (``__bpf_prog_map_compatible``): programs of other types are EINVAL.
     """
 
-    __slots__ = ("_slots",)
+    __slots__ = ("_owner_type", "_slots")
 
     TYPES = frozenset({MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.ARRAY_OF_MAPS})
 
     def _init_storage(self) -> None:
         self._slots: dict[int, BpfObject] = {}
+        self._owner_type: int | None = None
+
+    def prog_compatible(self, prog: ProgObject) -> bool:
+        """``__bpf_prog_map_compatible``: the first program claims the array for its type.
+
+        Called with :attr:`lock` held. Extension programs (``BPF_PROG_TYPE_EXT``) take their
+        target's type in the kernel; the model has no targets and refuses them.
+        """
+        if prog.prog_type == _PROG_TYPE_EXT:
+            return False
+        if self._owner_type is None:
+            self._owner_type = prog.prog_type
+            return True
+        return self._owner_type == prog.prog_type
 
     @classmethod
     def check_attrs(cls, a: MapAttrs, ncpus: int) -> None:
@@ -419,9 +439,13 @@ class FdArrayMap(MemoryMap):
             raise oserror(errno.EBADF, f"fd {fd} is not a perf event")
         if self.map_type == MapType.PROG_ARRAY:
             obj = self.table.get_object(fd)
-            if obj.kind != "prog":
+            if not isinstance(obj, ProgObject):
                 self.table.decref(obj)
                 raise oserror(errno.EINVAL, f"fd {fd} is not a program")
+            if not self.prog_compatible(obj):
+                self.table.decref(obj)
+                raise oserror(errno.EINVAL, f"program {obj.name!r} (type {obj.prog_type}) does not match the "
+                                            f"program array's type {self._owner_type}")
             return obj
         return _get_inner(self, fd)
 
