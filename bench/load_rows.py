@@ -229,12 +229,12 @@ def parallel_speedup(ctx: Context) -> Result:
         "16 ARRAY u32→u32 x8, 8 preallocated HASH u32→64-byte x65536), then for "
         f"{ctx.repeat} rounds after an untimed warm-up: ours workers=1, C 1 thread, ours workers=2, "
         "C 2 threads (best of each shown); " + _SETTLE_NOTE,
-        "ours = wall time of loader.load_collection(spec, workers=N) (its thread pool, one map-creation "
-        "task per map: MapSpec check, per-map BTF marshal + BPF_BTF_LOAD, BPF_MAP_CREATE with that BTF); "
-        "close() not counted",
+        "ours = wall time of loader.load_collection(spec, workers=N) (the collection's BTF marshaled and "
+        "loaded once (BPF_BTF_LOAD), then its worker threads, one map-creation task per map: MapSpec check, "
+        "BPF_MAP_CREATE with that BTF); close() not counted",
         "C = the C peer's `parallel` mode: N pthreads each taking the next map in spec order (an atomic "
         "counter, like a pool) and calling libbpf bpf_map_create with the same type, key/value size, "
-        "max_entries, flags and name; no BTF (ours loads one per map); thread start to last join "
+        "max_entries, flags and name; no BTF (ours loads the collection's once); thread start to last join "
         "timed; closing not counted",
         f"ours: workers=1 {_ms(min(ours1))}, workers=2 {_ms(min(ours2))}: speed-up {ours_speedup:.2f}×",
     ]
@@ -276,8 +276,8 @@ _LOAD_METHOD = (
 )
 
 _LIBBPF_LOAD = (
-    "what each side's create step does: ours creates 72 maps, each with its own BTF (key/value types "
-    "marshaled per map + BPF_BTF_LOAD + BPF_MAP_CREATE + close of the BTF fd) on a 4-thread pool; "
+    "what each side's create step does: ours marshals and loads the object's BTF once (BPF_BTF_LOAD), "
+    "creates the 72 maps with it (BPF_MAP_CREATE) on 4 worker threads, then closes the BTF fd; "
     "libbpf sanitizes and loads the object's BTF once, then creates the 72 maps one after another "
     "with it (plus, per load, its loading probe; its kernel feature probes are cached after the "
     "warm-up call)"

@@ -26,8 +26,15 @@ How it works, in three steps:
 
 FUNC, VAR, DATASEC and DECL_TAG types are not written; ``btf_type_tag``\\ s are dropped.
 No step recurses along the type graph: the graph's depth cannot exhaust the stack. Only
-the inline nesting of anonymous types and function prototypes recurses, and that is
-capped at :data:`MAX_NESTING`.
+the inline nesting of anonymous types and function prototypes, and the layout of structs
+embedded by value (their alignment needs their layout), recurse, and both are capped at
+:data:`MAX_NESTING` (a struct that contains itself by value is an error).
+
+The text written is bounded by the size of the spec: every member, padding bitfield,
+enumerator and parameter written (anonymous types and prototypes written inline count
+each time they are written) draws on a budget of :data:`MAX_ITEMS_BASE` +
+:data:`MAX_ITEMS_PER_TYPE` per type, so BTF of a few bytes cannot ask for gigabytes of
+padding (a struct of 4 GiB) or an exponential blow-up (anonymous types nested inline).
 """
 
 from __future__ import annotations
@@ -68,6 +75,12 @@ __all__ = ["MAX_NESTING", "format_c"]
 
 #: How deeply anonymous types and function prototypes may nest inside one definition.
 MAX_NESTING = 64
+
+#: Items (members, padding bitfields, enumerators, parameters) one call may write: this
+#: many, plus :data:`MAX_ITEMS_PER_TYPE` per type of the spec. The kernel's vmlinux
+#: (6.18, ~127k types) needs 0.9 per type; the largest padding gap it has is 4 KiB.
+MAX_ITEMS_BASE = 1 << 16
+MAX_ITEMS_PER_TYPE = 32
 
 #: Words a BTF INT or FLOAT name may consist of to be usable in C as it is.
 _C_TYPE_WORDS = frozenset(
@@ -387,6 +400,11 @@ def _placement(cur: int, width: int, size: int, align: int, packed: bool) -> int
     return _roundup(cur, align)
 
 
+def _padding_lines(cur: int, end: int) -> int:
+    """How many lines :func:`_padding` gives for bits ``[cur, end)`` (at most)."""
+    return max(end - cur, 0) // _POINTER_BITS + 2
+
+
 def _padding(cur: int, end: int) -> Iterator[_Line]:
     """Unnamed bitfields that fill bits ``[cur, end)`` exactly, none crossing its storage unit."""
     while cur < end:
@@ -400,20 +418,50 @@ def _padding(cur: int, end: int) -> Iterator[_Line]:
         cur += width
 
 
+class _Budget:
+    """What is left of the items one :func:`format_c` call may write (see :data:`MAX_ITEMS_BASE`)."""
+
+    def __init__(self, spec: Spec):
+        self.left = MAX_ITEMS_BASE + MAX_ITEMS_PER_TYPE * len(spec)
+
+    def spend(self, items: int, t: Type) -> None:
+        """Take ``items`` for writing ``t``; ``BTFError`` naming ``t`` when there are not enough."""
+        self.left -= items
+        if self.left < 0:
+            raise BTFError(f"{t}: the C text would be out of proportion to the BTF (too many members, "
+                           "padding bitfields, enumerators or parameters)", type_id=t.id)
+
+
 class _Layouts:
     """Plans for the structs and unions of one spec, and alignments as clang sees them."""
 
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, budget: _Budget):
         self._spec = spec
         self._plans: dict[int, _Plan] = {}
+        self._planning: list[int] = []  # structs/unions being planned: an embedded one's alignment needs its plan
+        self.budget = budget
 
     def plan(self, t: Struct | Union) -> _Plan:
         """The (cached) plan for ``t``."""
         plan = self._plans.get(t.id)
         if plan is None:
-            plan = self._union(t) if isinstance(t, Union) else self._struct(t)
+            if t.id in self._planning:
+                raise BTFError(f"{t} contains itself by value", type_id=t.id)
+            if len(self._planning) >= MAX_NESTING:
+                raise BTFError(f"structs/unions nested by value more than {MAX_NESTING} levels deep",
+                               type_id=t.id)
+            self._planning.append(t.id)
+            try:
+                plan = self._union(t) if isinstance(t, Union) else self._struct(t)
+            finally:
+                self._planning.pop()
             self._plans[t.id] = plan
         return plan
+
+    def padding(self, cur: int, end: int, t: Type) -> Iterator[_Line]:
+        """:func:`_padding` for bits ``[cur, end)`` of ``t``, paid for from the budget first."""
+        self.budget.spend(_padding_lines(cur, end), t)
+        return _padding(cur, end)
 
     def size(self, t: Type) -> int:
         """Size in bytes of ``t`` as written: its BTF size, except for compiler built-ins.
@@ -471,7 +519,7 @@ class _Layouts:
             if _placement(cur, width, size, m_align, packed) != offset:
                 if offset < cur or _placement(offset, width, size, m_align, packed) != offset:
                     return None
-                lines.extend(_padding(cur, offset))
+                lines.extend(self.padding(cur, offset, t))
             lines.append(_Line(m, width))
             cur = offset + (width or size)
             align = max(align, m_align)
@@ -479,7 +527,7 @@ class _Layouts:
         if cur > end or end % align:
             return None
         if _roundup(cur, align) < end:
-            lines.extend(_padding(cur, end))
+            lines.extend(self.padding(cur, end, t))
         return _plan(lines, packed, align)
 
     def _union(self, t: Union) -> _Plan:
@@ -585,7 +633,8 @@ class _Writer:
         self._spec = spec
         self._forwards = forwards
         self._names = _Names()
-        self._layouts = _Layouts(spec)
+        self._budget = _Budget(spec)
+        self._layouts = _Layouts(spec, self._budget)
         self._open: set[int] = set()  # anonymous types and prototypes being written (cycle guard)
         self.records = 0  # structs and unions written, inline ones included
         self._type_names: set[str] | None = None  # typedef and INT alias names, once needed
@@ -674,6 +723,7 @@ class _Writer:
     def _parameters(self, proto: FuncProto, indent: int) -> str:
         if not proto.params:
             return "void"
+        self._budget.spend(len(proto.params), proto)
         with self._nested(proto):
             parts = []
             for i, p in enumerate(proto.params):
@@ -701,15 +751,16 @@ class _Writer:
         plan = self._layouts.plan(t)
         if not plan.lines:
             return f"{head} {{}}{plan.attributes}"
+        self._budget.spend(len(plan.lines), t)
         with self._nested(t):
-            body = [self._line(line, indent + 1) for line in plan.lines]
+            body = [self._line(line, indent + 1, t) for line in plan.lines]
         return "\n".join([f"{head} {{", *body, "\t" * indent + "}" + plan.attributes])
 
-    def _line(self, line: _Line, indent: int) -> str:
+    def _line(self, line: _Line, indent: int, owner: Struct | Union) -> str:
         prefix = "\t" * indent
         if line.member is None:
             if line.pad_type == "struct":
-                pads = [f"{prefix}\t{p.pad_type}: {p.bits};" for p in _padding(0, line.bits)]
+                pads = [f"{prefix}\t{p.pad_type}: {p.bits};" for p in self._layouts.padding(0, line.bits, owner)]
                 return "\n".join([f"{prefix}struct {{", *pads, f"{prefix}}};"])
             return f"{prefix}{line.pad_type}: {line.bits};"
         m = line.member
@@ -720,6 +771,7 @@ class _Writer:
         if not t.values:
             return f"enum {self._names.tag(t)}" if t.name else _enum_int_spelling(t)
         head = f"enum {self._names.tag(t)}" if t.name else "enum"
+        self._budget.spend(len(t.values), t)
         prefix = "\t" * (indent + 1)
         body = [f"{prefix}{self._names.enumerator(v.name)} = {_enum_value(t, v.value)}," for v in t.values]
         return "\n".join([f"{head} {{", *body, "\t" * indent + "}" + _enum_attributes(t)])

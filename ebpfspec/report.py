@@ -20,10 +20,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Iterator[str
         yield "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
 
 
-def type_name(t: btf.Type | None) -> str:
+#: Longest chain of arrays, pointers and qualifiers :func:`type_name` follows (malformed BTF
+#: can make one cyclic: a ``const`` of itself); what lies beyond is shown as ``...``.
+_MAX_CHAIN = 32
+
+
+def type_name(t: btf.Type | None, _depth: int = 0) -> str:
     """A C-like name for ``t``: ``struct flow_stats``, ``__u32``, ``char[16]``, ``u64 *``."""
     if t is None:
         return "-"
+    if _depth >= _MAX_CHAIN:
+        return "..."
     if isinstance(t, (btf.Struct, btf.Union, btf.Enum, btf.Enum64, btf.Fwd)):
         keyword = {
             btf.Kind.STRUCT: "struct",
@@ -34,13 +41,13 @@ def type_name(t: btf.Type | None) -> str:
         }[t.kind]
         return f"{keyword} {t.name or '(anon)'}"
     if isinstance(t, btf.Array):
-        return f"{type_name(t.type)}[{t.nelems}]"
+        return f"{type_name(t.type, _depth + 1)}[{t.nelems}]"
     if isinstance(t, btf.Pointer):
-        return f"{type_name(t.type)} *"
+        return f"{type_name(t.type, _depth + 1)} *"
     if isinstance(t, (btf.Const, btf.Volatile, btf.Restrict)):
-        return f"{t.kind.name.lower()} {type_name(t.type)}"
+        return f"{t.kind.name.lower()} {type_name(t.type, _depth + 1)}"
     if isinstance(t, btf.Var):
-        return type_name(t.type)
+        return type_name(t.type, _depth + 1)
     return t.name or str(t.kind)
 
 

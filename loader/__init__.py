@@ -19,9 +19,12 @@ from loader.errors import (
     VerifierError,
 )
 from loader.kernel import KernelBackend
+from loader.link import Link, LinkKind
 from loader.map import BatchCursor, Map
 from loader.memory import MemoryBackend
+from loader.perf_reader import PerfReader, PerfRecord
 from loader.program import Program
+from loader.ringbuf import RingBuffer
 from loader.typed import TypedMap
 
 __all__ = [
@@ -33,6 +36,8 @@ __all__ = [
     "KernelBackend",
     "KeyExistsError",
     "KeyNotFoundError",
+    "Link",
+    "LinkKind",
     "LoaderError",
     "Map",
     "MapAttrs",
@@ -42,7 +47,10 @@ __all__ = [
     "MapInfo",
     "MemoryBackend",
     "NotSupportedError",
+    "PerfReader",
+    "PerfRecord",
     "Program",
+    "RingBuffer",
     "TypedMap",
     "VerifierError",
     "load_collection",

@@ -138,11 +138,15 @@ class TestRunResult:
 
 
 class ProgLoadError(OSError):
-    """``BPF_PROG_LOAD`` failed; ``log`` is the verifier's log (as much as the buffer held)."""
+    """``BPF_PROG_LOAD`` failed; ``log`` is the verifier's log (as much as the buffer held).
 
-    def __init__(self, errno: int, message: str, log: str):
+    ``log_true_size`` is the size the whole log needs, when the kernel says (6.4+), else 0.
+    """
+
+    def __init__(self, errno: int, message: str, log: str, log_true_size: int = 0):
         super().__init__(errno, message)
         self.log = log
+        self.log_true_size = log_true_size
 
 
 @runtime_checkable
@@ -366,6 +370,15 @@ class Backend(Protocol):
 
     def socket_detach_filter(self, sock_fd: int) -> None:
         """``setsockopt(SO_DETACH_BPF)``: remove the socket's filter (ENOENT if it has none)."""
+        ...
+
+    def perf_event_open_bpf_output(self, cpu: int) -> int:
+        """A ``PERF_COUNT_SW_BPF_OUTPUT`` perf event on ``cpu`` for a ``PERF_EVENT_ARRAY`` reader.
+
+        Stored in the array at index ``cpu``, it receives what ``bpf_perf_event_output``
+        emits there (``PERF_SAMPLE_RAW`` samples, one wakeup per sample) in a ring mmapped
+        from the returned handle. ``ENODEV`` for an offline CPU.
+        """
         ...
 
 

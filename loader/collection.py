@@ -10,6 +10,9 @@ The steps, each a small function below:
 3. :func:`create_maps` — run the map plans on a thread pool of ``workers``. A map's
    inner template is created just before the map itself; data sections are filled
    (and ``.rodata`` frozen) inside their creation, so before any program could load.
+   The collection's BTF is loaded once for all the maps whose key/value types it holds
+   (:func:`load_shared_btf`); a map goes back to loading its own types (and then to no
+   BTF) if that load or the map's creation with it is refused.
 4. :func:`load_programs` — the collection's BTF is loaded once, then the programs
    (relocated to the maps' descriptors, CO-RE applied) on the same pool.
 5. :func:`fill_named_contents` — maps of maps and program arrays get the objects their
@@ -28,9 +31,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -39,7 +42,7 @@ import attrs
 import btf
 from ebpfspec import CollectionSpec, MapSpec, PinType, ProgramSpec
 from loader.backend import Backend
-from loader.create import create_map
+from loader.create import SharedBTF, create_map, marshal_shared_btf
 from loader.errors import LoaderError, MapError, MapIncompatibleError
 from loader.map import Map, default_backend
 from loader.pinning import check_pin_dir, pin_file
@@ -119,7 +122,7 @@ def load_collection(
     created = CreatedObjects(backend)
     pool_size = workers or DEFAULT_WORKERS
     try:
-        maps = create_maps(plans, backend, pool_size, created)
+        maps = create_maps(plans, backend, pool_size, created, types=spec.types)
         programs = load_programs(
             spec,
             program_names,
@@ -254,43 +257,134 @@ class CreatedObjects:
 
 
 def create_maps(
-    plans: list[MapPlan], backend: Backend, workers: int, created: CreatedObjects
+    plans: list[MapPlan], backend: Backend, workers: int, created: CreatedObjects,
+    *, types: btf.Spec | None = None,
 ) -> dict[str, Map]:
-    """Run every plan, ``workers`` at a time; the first failure cancels the rest."""
-    tasks = {plan.spec.name: functools.partial(realise_map, plan, backend, created) for plan in plans}
-    return run_all(tasks, workers, "ebpfspec-map")
+    """Run every plan, ``workers`` at a time; the first failure cancels the rest.
+
+    ``types``: the collection's BTF, loaded once for the maps whose types it holds.
+    """
+    shared = load_shared_btf(types, plans, backend)
+    try:
+        tasks = {plan.spec.name: functools.partial(realise_map, plan, backend, created, shared)
+                 for plan in plans}
+        return run_all(tasks, workers, "ebpfspec-map")
+    finally:
+        if shared is not None:
+            backend.close(shared.fd)
+
+
+#: Fewest maps that must need the collection's BTF for it to be loaded once for all of them
+#: (below, each map loads its own key/value types: the same number of loads, smaller ones).
+SHARED_BTF_MIN_MAPS = 2
+
+
+def load_shared_btf(types: btf.Spec | None, plans: Iterable[MapPlan], backend: Backend) -> SharedBTF | None:
+    """``types`` loaded once (``BPF_BTF_LOAD``) for the maps the plans may create with BTF from it.
+
+    None when fewer than :data:`SHARED_BTF_MIN_MAPS` maps would use it, or when it cannot
+    be marshaled or the kernel refuses it: those maps then load their own types, as they
+    would without it. The caller closes the descriptor once the maps exist.
+    """
+    if types is None or types.base is not None:
+        return None
+    users = 0
+    for plan in plans:
+        if plan.replacement is None and _uses_types(plan.spec, types):
+            users += 1
+    if users < SHARED_BTF_MIN_MAPS:
+        return None
+    try:
+        fd = backend.btf_load(marshal_shared_btf(types))
+    except (OSError, btf.BTFError):
+        return None
+    return SharedBTF(fd, types)
+
+
+def _uses_types(spec: MapSpec, types: btf.Spec) -> bool:
+    """True if ``spec`` (or its inner map) has a key/value type from ``types``."""
+    current: MapSpec | None = spec
+    while current is not None:
+        for t in (current.key, current.value):
+            if t is not None and t.spec is types:
+                return True
+        current = current.inner_map
+    return False
 
 
 _T = TypeVar("_T")
 
 
 def run_all(tasks: Mapping[str, Callable[[], _T]], workers: int, name: str) -> dict[str, _T]:
-    """Run ``tasks`` on a pool of ``workers``. The first failure cancels the tasks not yet
-    started and is raised once the running ones have finished, so the caller's undo sees
-    everything they made."""
+    """Run ``tasks`` on ``workers`` threads named ``name``. The first failure stops the tasks not
+    yet started and is raised once the running ones have finished, so the caller's undo sees
+    everything they made. The results are in the order of ``tasks``.
+
+    Each thread takes the next task not yet taken (as a thread pool would) until none is
+    left; the calling thread only waits, so an interrupt there never lands inside a task.
+    (Lighter than a ``ThreadPoolExecutor``: no future, lock or queue operation per task.)
+    """
     if not tasks:
         return {}
-    with ThreadPoolExecutor(max_workers=min(workers, len(tasks)), thread_name_prefix=name) as pool:
-        futures: dict[Future[_T], str] = {pool.submit(task): key for key, task in tasks.items()}
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        wait(pending)
-        for future in (*done, *pending):
-            if not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
-    return {futures[f]: f.result() for f in futures}
+    keys = list(tasks)
+    calls = list(tasks.values())
+    n = len(calls)
+    results: list[_T | None] = [None] * n
+    failures: list[BaseException] = []  # list.append is atomic: the first one is failures[0]
+    take = itertools.count().__next__  # atomic: each index is taken by exactly one thread
+
+    def work() -> None:
+        while not failures:
+            i = take()
+            if i >= n:
+                return
+            try:
+                results[i] = calls[i]()
+            except BaseException as err:  # raised by the caller once all have stopped
+                failures.append(err)
+
+    threads = [threading.Thread(target=work, name=f"{name}_{i}") for i in range(min(workers, n))]
+    try:
+        for thread in threads:
+            thread.start()
+    except BaseException as err:  # (cannot start a thread): no new task starts; raised once all stopped
+        failures.append(err)
+        raise
+    finally:
+        _join_all(threads, failures)
+    if failures:
+        raise failures[0]
+    return dict(zip(keys, results, strict=True))  # type: ignore[arg-type]  # every task gave its result
 
 
-def realise_map(plan: MapPlan, backend: Backend, created: CreatedObjects) -> Map:
+def _join_all(threads: list[threading.Thread], failures: list[BaseException]) -> None:
+    """Wait for every started thread, even when interrupted (then no new task starts, and the
+    interrupt is raised once they have all stopped)."""
+    interrupted: BaseException | None = None
+    for thread in threads:
+        while thread.ident is not None:  # started
+            try:
+                thread.join()
+                break
+            except BaseException as err:  # KeyboardInterrupt while waiting: stop the rest, keep waiting
+                if interrupted is None:
+                    interrupted = err
+                    failures.append(err)
+    if interrupted is not None:
+        raise interrupted
+
+
+def realise_map(
+    plan: MapPlan, backend: Backend, created: CreatedObjects, shared_btf: SharedBTF | None = None
+) -> Map:
     """Bring one map into existence according to its plan (recorded in ``created``)."""
     if plan.replacement is not None:
         m = plan.replacement.clone()
         created.add_map(m)
         return m
     if plan.pin is not None:
-        return pinned_map(plan.spec, plan.pin, backend, created)
-    m = create_map(without_named_contents(plan.spec), backend)
+        return pinned_map(plan.spec, plan.pin, backend, created, shared_btf)
+    m = create_map(without_named_contents(plan.spec), backend, shared_btf)
     created.add_map(m)
     m.spec = plan.spec
     return m
@@ -298,12 +392,14 @@ def realise_map(plan: MapPlan, backend: Backend, created: CreatedObjects) -> Map
 
 def without_named_contents(spec: MapSpec) -> MapSpec:
     """``spec`` without the entries naming maps/programs (step 4 stores those)."""
-    if not any(isinstance(kv.value, str) for kv in spec.contents):
+    if not spec.contents or not any(isinstance(kv.value, str) for kv in spec.contents):
         return spec
     return spec.replace(contents=tuple(kv for kv in spec.contents if not isinstance(kv.value, str)))
 
 
-def pinned_map(spec: MapSpec, path: str, backend: Backend, created: CreatedObjects) -> Map:
+def pinned_map(
+    spec: MapSpec, path: str, backend: Backend, created: CreatedObjects, shared_btf: SharedBTF | None = None
+) -> Map:
     """The map pinned at ``path`` if compatible; else create it and pin it there.
 
     If another process pins the same path between our check and our pin (``EEXIST``),
@@ -315,7 +411,7 @@ def pinned_map(spec: MapSpec, path: str, backend: Backend, created: CreatedObjec
             created.add_map(existing)
             check_compatible(spec, existing, backend, f"the map pinned at {path}")
             return existing
-        m = create_map(without_named_contents(spec), backend)
+        m = create_map(without_named_contents(spec), backend, shared_btf)
         m.spec = spec
         created.add_map(m)
         try:

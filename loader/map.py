@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import re
 import struct
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -36,6 +38,8 @@ MAP_NAME_LEN = 15
 #: Value of a map-in-map / prog-array entry given to the kernel: a u32 fd.
 _FD_VALUE = struct.Struct("=I")
 _ID_VALUE = struct.Struct("=I")
+#: The default update flags (compared by identity on the hot path).
+_ANY = UpdateFlags.ANY
 #: Largest batch the library asks for when growing a batch after ENOSPC.
 MAX_BATCH = 1 << 20
 
@@ -104,8 +108,11 @@ class Map:
         """Wrap ``fd`` (ownership passes to the Map). Prefer the class methods."""
         self._backend = backend
         self._handle = Handle(fd, backend.close)
+        self._lookup = backend.map_lookup  # (bound once for the hot paths)
+        self._update = backend.map_update
         self.name = name
-        self.type = MapType(type)
+        map_type = type if type.__class__ is MapType else MapType(type)
+        self.type = map_type
         self.key_size = key_size
         self.value_size = value_size
         self.max_entries = max_entries
@@ -113,13 +120,20 @@ class Map:
         self.spec = spec
         self._btf_fallback = btf_fallback
         self._pinned_path: str | None = None
-        self._per_cpu = self.type.has_per_cpu_value
-        self._cpus = backend.possible_cpus() if self._per_cpu else 1
+        per_cpu, stores_objects, has_key = _traits(map_type)
+        self._per_cpu = per_cpu
+        self._cpus = backend.possible_cpus() if per_cpu else 1
         self._slot = (value_size + 7) & ~7
         #: bytes the kernel reads/writes for one value (all CPUs' slots for per-CPU maps)
-        self._value_len = self._slot * self._cpus if self._per_cpu else value_size
-        self._stores_objects = self.type.can_store_map_or_program
-        self._has_key = self.type.has_key
+        self._value_len = self._slot * self._cpus if per_cpu else value_size
+        self._stores_objects = stores_objects
+        self._has_key = has_key
+        # The hot paths take a key / value as it is when it is a ``bytes`` of exactly this
+        # length (-1: never; such keys/values go through _key/_encode_value, which check them).
+        self._exact_key = key_size if has_key else -1
+        self._exact_value = value_size if not per_cpu and not stores_objects else -1
+        #: values come back from the backend as they are (no per-CPU split, no object id)
+        self._raw_values = not per_cpu and not stores_objects
 
     # -- construction --------------------------------------------------------------------------
 
@@ -132,9 +146,7 @@ class Map:
         kernel refuses that BTF the map is created without it and :meth:`info` says so.
         ``contents`` naming programs or maps need :func:`loader.load_collection`.
         """
-        from loader.create import create_map
-
-        return create_map(spec, backend or default_backend())
+        return (_create_map or _import_create_map())(spec, backend or default_backend())
 
     @classmethod
     def from_fd(cls, fd: int, backend: Backend | None = None, *, name: str | None = None) -> Map:
@@ -271,7 +283,28 @@ class Map:
 
         Queue/stack: the head without removing it (no key). ``KeyNotFoundError`` if absent.
         """
-        raw = self._call("lookup", self._backend.map_lookup, self._key(key), self._value_len)
+        if key.__class__ is not bytes or len(key) != self._exact_key:
+            key = self._key(key)
+        # Handle.acquire()/release() inlined (the same protocol: see loader.handle).
+        handle = self._handle
+        if handle._closed:
+            raise MapClosedError("lookup", self.name) from None
+        users = handle._users
+        users.append(None)
+        try:
+            if handle._closed:
+                raise MapClosedError("lookup", self.name) from None
+            raw = self._lookup(handle._fd, key, self._value_len)
+        except OSError as err:
+            if isinstance(err, LoaderError):
+                raise
+            raise map_error(err, "lookup", self.name) from None
+        finally:
+            users.pop()
+            if handle._closed:
+                handle._wake()
+        if self._raw_values:
+            return raw
         return self._decode_value(raw)
 
     def update(self, key: KeyLike | None, value: Any, flags: int = UpdateFlags.ANY) -> None:
@@ -281,16 +314,42 @@ class Map:
         value for every CPU. ``KeyExistsError`` for ``NOEXIST`` on an existing key.
         Queue/stack/bloom filter: ``key`` is None (a push).
         """
-        raw_key = self._key(key)
+        if key.__class__ is not bytes or len(key) != self._exact_key:
+            key = self._key(key)
         if self._stores_objects:
             with _object_fds([value], self.name) as fds:  # the inner map's fd stays valid meanwhile
-                self._call("update", self._backend.map_update, raw_key, _FD_VALUE.pack(fds[0]), int(flags))
+                self._call("update", self._backend.map_update, key, _FD_VALUE.pack(fds[0]), int(flags))
             return
-        self._call("update", self._backend.map_update, raw_key, self._encode_value(value), int(flags))
+        if value.__class__ is not bytes or len(value) != self._exact_value:
+            value = self._encode_value(value)
+        if flags is _ANY:
+            flags = 0
+        elif flags.__class__ is not int:
+            flags = int(flags)
+        # Handle.acquire()/release() inlined (the same protocol: see loader.handle).
+        handle = self._handle
+        if handle._closed:
+            raise MapClosedError("update", self.name) from None
+        users = handle._users
+        users.append(None)
+        try:
+            if handle._closed:
+                raise MapClosedError("update", self.name) from None
+            self._update(handle._fd, key, value, flags)
+        except OSError as err:
+            if isinstance(err, LoaderError):
+                raise
+            raise map_error(err, "update", self.name) from None
+        finally:
+            users.pop()
+            if handle._closed:
+                handle._wake()
 
     def delete(self, key: KeyLike) -> None:
         """Remove ``key``; ``KeyNotFoundError`` if absent."""
-        self._call("delete", self._backend.map_delete, self._key(key))
+        if key.__class__ is not bytes or len(key) != self._exact_key:
+            key = self._key(key)
+        self._call("delete", self._backend.map_delete, key)
 
     def lookup_and_delete(self, key: KeyLike | None = None) -> Any:
         """Remove and return the value under ``key`` (queue/stack: pop, no key)."""
@@ -401,14 +460,17 @@ class Map:
             raise ValueError(f"map {self.name!r}: {len(keys)} keys but {len(values)} values")
         if not keys:
             return 0
-        packed_keys = b"".join(self._key(k) for k in keys)
+        packed_keys = self._pack_keys(keys)
         if self._stores_objects:
             with _object_fds(values, self.name) as fds:
                 packed_fds = b"".join(_FD_VALUE.pack(fd) for fd in fds)
                 n: int = self._call("batch_update", self._backend.map_update_batch, packed_keys, packed_fds,
                                     len(keys), elem_flags=int(flags))
             return n
-        packed_values = b"".join(self._encode_value(v) for v in values)
+        if _all_exact(values, self._exact_value):
+            packed_values = b"".join(values)
+        else:
+            packed_values = b"".join([self._encode_value(v) for v in values])
         n = self._call("batch_update", self._backend.map_update_batch, packed_keys, packed_values,
                        len(keys), elem_flags=int(flags))
         return n
@@ -417,7 +479,7 @@ class Map:
         """Remove ``keys``; returns how many were deleted."""
         if not keys:
             return 0
-        packed = b"".join(self._key(k) for k in keys)
+        packed = self._pack_keys(keys)
         n: int = self._call("batch_delete", self._backend.map_delete_batch, packed, len(keys))
         return n
 
@@ -450,12 +512,12 @@ class Map:
                 count = min(count * 2, MAX_BATCH)  # a hash bucket holds more than count entries
         cursor._token = result.next_batch
         cursor._done = result.done
-        ks, vs = self.key_size, self._value_len
-        keys = [result.keys[i * ks:(i + 1) * ks] for i in range(result.count)]
-        raw_values = [result.values[i * vs:(i + 1) * vs] for i in range(result.count)]
-        if self._per_cpu or self._stores_objects:
-            return keys, [self._decode_value(v) for v in raw_values]
-        return keys, raw_values
+        n = result.count
+        keys = _split(result.keys, self.key_size, n)
+        raw_values = _split(result.values, self._value_len, n)
+        if self._raw_values:
+            return keys, raw_values
+        return keys, [self._decode_value(v) for v in raw_values]
 
     # -- typed values --------------------------------------------------------------------------------
 
@@ -469,8 +531,9 @@ class Map:
 
     def _call(self, op: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a backend operation on the descriptor, turning errors into the library's."""
+        handle = self._handle
         try:
-            fd = self._handle.acquire()
+            fd = handle.acquire()
         except HandleClosed:
             raise MapClosedError(op, self.name) from None
         try:
@@ -480,7 +543,7 @@ class Map:
                 raise
             raise map_error(err, op, self.name) from None
         finally:
-            self._handle.release()
+            handle.release()
 
     def _key(self, key: KeyLike | None) -> bytes:
         if not self._has_key:
@@ -494,6 +557,12 @@ class Map:
             raise ValueError(
                 f"map {self.name!r}: key is {len(raw)} bytes, the map's keys are {self.key_size}")
         return raw
+
+    def _pack_keys(self, keys: Sequence[KeyLike]) -> bytes:
+        """``keys`` checked (as :meth:`_key` does) and packed end to end."""
+        if _all_exact(keys, self._exact_key):
+            return b"".join(keys)  # all bytes (checked)
+        return b"".join([self._key(k) for k in keys])
 
     def _encode_value(self, value: Any) -> bytes:
         if self._per_cpu:
@@ -574,10 +643,67 @@ def _owning(fd: int, backend: Backend, make: Any) -> Map:
     return m
 
 
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+_NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.]")
+
+
 def map_attrs_name(name: str) -> str:
-    """``name`` as the kernel will take it: at most 15 characters of ``[A-Za-z0-9_.]``."""
-    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
-    return cleaned[:MAP_NAME_LEN]
+    """``name`` as the kernel will take it: at most 15 characters of ``[A-Za-z0-9_.]``.
+
+    Every other character (one code point each) becomes ``_``.
+    """
+    name = name[:MAP_NAME_LEN]
+    if _NAME_CHARS.issuperset(name):
+        return name
+    return _NOT_NAME_CHAR.sub("_", name)
+
+
+#: ``(has_per_cpu_value, can_store_map_or_program, has_key)`` per map type, filled in as met.
+_TRAITS: dict[int, tuple[bool, bool, bool]] = {}
+
+
+def _traits(map_type: MapType) -> tuple[bool, bool, bool]:
+    traits = _TRAITS.get(map_type)
+    if traits is None:
+        traits = _TRAITS[map_type] = (
+            map_type.has_per_cpu_value, map_type.can_store_map_or_program, map_type.has_key)
+    return traits
+
+
+def _all_exact(items: Sequence[Any], size: int) -> bool:
+    """True if every item is a ``bytes`` (not a subclass) of exactly ``size`` bytes (``size`` -1: False)."""
+    n = len(items)
+    return (size >= 0 and list(map(type, items)).count(bytes) == n
+            and list(map(len, items)).count(size) == n)
+
+
+#: Batches up to this many entries are split with a cached ``struct.Struct`` per (size, count).
+_SPLIT_CACHED = 1 << 14
+
+
+@functools.lru_cache(maxsize=32)
+def _splitter(size: int, count: int) -> struct.Struct:
+    return struct.Struct(f"{size}s" * count)
+
+
+def _split(packed: bytes, size: int, count: int) -> list[bytes]:
+    """The ``count`` consecutive ``size``-byte items at the start of ``packed``."""
+    if size == 0 or len(packed) < size * count:  # (too short a buffer: short items, as slicing gives)
+        return [packed[i * size:(i + 1) * size] for i in range(count)]
+    splitter = _splitter(size, count) if count <= _SPLIT_CACHED else struct.Struct(f"{size}s" * count)
+    return list(splitter.unpack_from(packed))
+
+
+_create_map: Callable[[MapSpec, Backend], Map] | None = None
+
+
+def _import_create_map() -> Callable[[MapSpec, Backend], Map]:
+    """:func:`loader.create.create_map` (imported on first use: that module imports this one)."""
+    global _create_map
+    from loader.create import create_map
+
+    _create_map = create_map
+    return create_map
 
 
 __all__ = ["BatchCursor", "Map", "MapAttrs", "default_backend", "map_attrs_name"]

@@ -7,18 +7,35 @@ Thread-safety: like :class:`~loader.Map`, a ``Program`` may be used from many th
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
+import os
+import socket
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import btf
 from ebpfspec import ExternSpec, ProgramSpec, ProgramType
 from loader.backend import Backend, ProgramInfo, TestRunResult
-from loader.errors import LoaderError, ProgramError
+from loader.errors import LoaderError, NotSupportedError, ProgramError
 from loader.handle import Handle, HandleClosed
+from loader.link import (
+    ATTACH_TRACE_ITER,
+    ATTACH_XDP,
+    Link,
+    attach_error,
+    cgroup_attach,
+    error_detail,
+    interface_index,
+    link_perf_event,
+    program_error,
+    socket_attach,
+    uprobe_offset,
+)
 from loader.program_load import (
+    KconfigValues,
     ProgramBTF,
     apply_core,
     attach_btf_target,
@@ -240,6 +257,245 @@ class Program:
                     raise
                 out_size *= 4
 
+    # -- attaching ----------------------------------------------------------------------------------
+    # Each attach_* method returns a loader.Link (closing it detaches) and raises ProgramError
+    # (errno, op, this program's name) or NotSupportedError where the kernel lacks the hook.
+
+    def attach(self) -> Link:
+        """Attach where the program's section says, like libbpf's auto-attach.
+
+        ``tracepoint/CAT/NAME`` (``tp/``) → :meth:`attach_tracepoint`;
+        ``raw_tracepoint/NAME`` (``raw_tp/``) → :meth:`attach_raw_tracepoint`;
+        ``kprobe/FUNC[+OFF]`` / ``kretprobe/FUNC`` → :meth:`attach_kprobe` / :meth:`attach_kretprobe`;
+        ``uprobe/PATH:FUNC[+OFF]`` / ``uretprobe/...`` → :meth:`attach_uprobe`;
+        ``tp_btf/``, ``fentry/``, ``fexit/``, ``fmod_ret/``, ``lsm/`` → :meth:`attach_tracing`.
+        Programs that need a target the section cannot name (XDP, cgroups, sockets, TC, ...)
+        raise :class:`NotSupportedError` pointing at the method to use.
+        """
+        spec = self.spec
+        if spec is None:
+            raise NotSupportedError(f"program {self.name!r}: attach: no spec says where it attaches; "
+                                    "use one of the attach_* methods")
+        kind, attach_to, section = self.type, spec.attach_to or "", spec.section_name
+        if kind == ProgramType.TRACEPOINT:
+            category, _, name = attach_to.partition("/")
+            if not category or not name:
+                raise NotSupportedError(f"program {self.name!r}: attach: section {section!r} names no "
+                                        "tracepoint CATEGORY/NAME; use attach_tracepoint()")
+            return self.attach_tracepoint(category, name)
+        if kind in (ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE):
+            if not attach_to:
+                raise NotSupportedError(f"program {self.name!r}: attach: section {section!r} names no "
+                                        "tracepoint; use attach_raw_tracepoint()")
+            return self.attach_raw_tracepoint(attach_to)
+        if kind == ProgramType.KPROBE:
+            prefix = section.split("/", 1)[0]
+            if prefix in ("kprobe", "kretprobe") and attach_to:
+                func, plus, offset = attach_to.partition("+")
+                if prefix == "kretprobe":
+                    return self.attach_kretprobe(func)
+                return self.attach_kprobe(func, offset=int(offset, 0) if plus else 0)
+            if prefix in ("uprobe", "uretprobe") and attach_to:
+                path, colon, where = attach_to.rpartition(":")
+                if colon and path and where:
+                    target: int | str = int(where, 0) if where[:1].isdigit() else where
+                    return self.attach_uprobe(path, target, retprobe=prefix == "uretprobe")
+            raise NotSupportedError(f"program {self.name!r}: attach: section {section!r} names no probe "
+                                    "target; use attach_kprobe() or attach_uprobe()")
+        if kind in (ProgramType.TRACING, ProgramType.LSM):
+            return self.attach_tracing()
+        hint = {
+            ProgramType.XDP: "attach_xdp(interface)",
+            ProgramType.SOCKET_FILTER: "attach_socket(sock)",
+        }.get(kind, "attach_cgroup(path)" if kind.name.startswith(("CGROUP", "SOCK_OPS")) else "")
+        raise NotSupportedError(f"program {self.name!r}: attach: {kind} programs (section {section!r}) "
+                                "need a target to attach to" + (f"; use {hint}" if hint else ""))
+
+    def attach_tracepoint(self, category: str, name: str | None = None, *, cookie: int = 0) -> Link:
+        """Attach to tracepoint ``category/name`` (or ``category`` alone as ``"syscalls/sys_enter_getpid"``).
+
+        Through a perf event of the tracepoint (its id read from tracefs) and a
+        ``BPF_PERF_EVENT`` link; where the kernel has no such links, the older
+        ``PERF_EVENT_IOC_SET_BPF`` way (then ``cookie``, ``bpf_get_attach_cookie``, is not
+        available). ``ProgramError`` ENOENT naming the path when tracefs is not mounted or
+        the tracepoint does not exist.
+        """
+        if name is None:
+            category, _, name = category.partition("/")
+        op, target = "attach tracepoint", f"tracepoint {category}/{name}"
+        with self._attaching(op, target, ProgramType.TRACEPOINT) as fd:
+            try:
+                perf_fd = self._backend.perf_event_open_tracepoint(category, name)
+            except OSError as err:
+                raise attach_error(err, op, self.name, target) from None
+            return link_perf_event(self._backend, fd, perf_fd, program=self.name, op=op, target=target,
+                                   cookie=cookie)
+
+    def attach_kprobe(self, func: str, *, offset: int = 0, cookie: int = 0) -> Link:
+        """Attach to kernel function ``func`` (+ ``offset``) through the kprobe PMU.
+
+        ``NotSupportedError`` saying kprobes are unavailable on kernels without them
+        (``CONFIG_KPROBES``); ``ProgramError`` for a function the kernel cannot probe.
+        """
+        return self._attach_kprobe(func, offset=offset, retprobe=False, cookie=cookie)
+
+    def attach_kretprobe(self, func: str, *, cookie: int = 0) -> Link:
+        """Attach to the return of kernel function ``func`` (see :meth:`attach_kprobe`)."""
+        return self._attach_kprobe(func, offset=0, retprobe=True, cookie=cookie)
+
+    def _attach_kprobe(self, func: str, *, offset: int, retprobe: bool, cookie: int) -> Link:
+        kind = "kretprobe" if retprobe else "kprobe"
+        op, target = f"attach {kind}", f"{kind} {func}" + (f"+{offset:#x}" if offset else "")
+        with self._attaching(op, target, ProgramType.KPROBE) as fd:
+            try:
+                perf_fd = self._backend.perf_event_open_kprobe(func, retprobe=retprobe, offset=offset)
+            except OSError as err:
+                if err.errno == errno.EOPNOTSUPP:
+                    raise NotSupportedError(f"program {self.name!r}: {op} {func}: kprobes are unavailable: "
+                                            f"{error_detail(err) or 'not supported'}") from None
+                raise attach_error(err, op, self.name, target) from None
+            return link_perf_event(self._backend, fd, perf_fd, program=self.name, op=op, target=target,
+                                   cookie=cookie)
+
+    def attach_uprobe(self, path: str, offset_or_symbol: int | str, *, retprobe: bool = False, pid: int = -1,
+                      cookie: int = 0) -> Link:
+        """Attach to a user-space function of ``path``: a file offset, or a symbol (``"f"``, ``"f+0x10"``).
+
+        Symbols are looked up in the ELF file's ``.symtab`` and ``.dynsym``.
+        ``retprobe`` probes the function's return; ``pid`` limits the probe to one
+        process (-1: every process running ``path``).
+        """
+        kind = "uretprobe" if retprobe else "uprobe"
+        op = f"attach {kind}"
+        if isinstance(offset_or_symbol, str):
+            try:
+                offset = uprobe_offset(path, offset_or_symbol)
+            except LookupError as err:
+                raise ProgramError(errno.ENOENT, op, self.name, str(err).strip("'\"")) from None
+            except ValueError as err:
+                raise ProgramError(errno.EINVAL, op, self.name, str(err)) from None
+            except OSError as err:
+                raise program_error(err, op, self.name, path) from None
+        else:
+            offset = offset_or_symbol
+        target = f"{kind} {path}:{offset_or_symbol}"
+        if offset != offset_or_symbol:
+            target += f" ({offset:#x})"
+        with self._attaching(op, target, ProgramType.KPROBE) as fd:
+            try:
+                perf_fd = self._backend.perf_event_open_uprobe(path, offset, retprobe=retprobe, pid=pid)
+            except OSError as err:
+                raise attach_error(err, op, self.name, target) from None
+            return link_perf_event(self._backend, fd, perf_fd, program=self.name, op=op, target=target,
+                                   cookie=cookie)
+
+    def attach_uretprobe(self, path: str, offset_or_symbol: int | str, *, pid: int = -1,
+                         cookie: int = 0) -> Link:
+        """:meth:`attach_uprobe` with ``retprobe=True``."""
+        return self.attach_uprobe(path, offset_or_symbol, retprobe=True, pid=pid, cookie=cookie)
+
+    def attach_raw_tracepoint(self, name: str) -> Link:
+        """Attach to raw tracepoint ``name`` (``BPF_RAW_TRACEPOINT_OPEN``), e.g. ``"sys_enter"``."""
+        op, target = "attach raw tracepoint", f"raw tracepoint {name}"
+        types = (ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE)
+        with self._attaching(op, target, *types) as fd:
+            try:
+                link_fd = self._backend.raw_tracepoint_open(name, fd)
+            except OSError as err:
+                raise attach_error(err, op, self.name, target) from None
+            return Link(link_fd, self._backend, program=self.name, target=target)
+
+    def attach_tracing(self, *, cookie: int = 0) -> Link:
+        """Attach a ``tp_btf``/``fentry``/``fexit``/``fmod_ret``/``lsm`` program to its load-time target.
+
+        ``BPF_RAW_TRACEPOINT_OPEN`` without a name, or ``BPF_LINK_CREATE`` with the spec's
+        attach type when a ``cookie`` is given. Extension (``freplace``) and iterator
+        programs raise ``NotSupportedError``.
+        """
+        op = "attach tracing"
+        attach_type = self.spec.attach_type if self.spec is not None else None
+        target = f"{self.spec.section_name}" if self.spec is not None else "its load-time target"
+        if self.type == ProgramType.EXT:
+            raise NotSupportedError(f"program {self.name!r}: {op}: extension (freplace) programs are not "
+                                    "supported: they need the target program's descriptor")
+        if attach_type is not None and int(attach_type) == ATTACH_TRACE_ITER:
+            raise NotSupportedError(f"program {self.name!r}: {op}: iterator programs are not supported")
+        with self._attaching(op, target, ProgramType.TRACING, ProgramType.LSM) as fd:
+            try:
+                if cookie:
+                    if attach_type is None:
+                        raise ProgramError(errno.EINVAL, op, self.name,
+                                           "a cookie needs the attach type, and the program has no spec")
+                    link_fd = self._backend.link_create(fd, 0, int(attach_type), cookie=cookie)
+                else:
+                    link_fd = self._backend.raw_tracepoint_open(None, fd)
+            except OSError as err:
+                raise attach_error(err, op, self.name, target) from None
+            return Link(link_fd, self._backend, program=self.name, target=target)
+
+    def attach_xdp(self, interface: int | str, *, flags: int = 0) -> Link:
+        """Attach to network interface ``interface`` (an index or a name, ``"lo"``) with a ``BPF_XDP`` link.
+
+        ``flags``: ``XDP_FLAGS_SKB_MODE`` / ``XDP_FLAGS_DRV_MODE`` / ``XDP_FLAGS_HW_MODE``
+        (:mod:`loader.link`); 0 lets the kernel choose. ``ProgramError`` EBUSY when
+        another program holds the interface.
+        """
+        op = "attach xdp"
+        ifindex, where = interface_index(interface, program=self.name, op=op)
+        target = f"xdp on {where}"
+        with self._attaching(op, target, ProgramType.XDP) as fd:
+            try:
+                link_fd = self._backend.link_create(fd, ifindex, ATTACH_XDP, flags=flags)
+            except OSError as err:
+                raise attach_error(err, op, self.name, target) from None
+            return Link(link_fd, self._backend, program=self.name, target=target)
+
+    def attach_cgroup(self, cgroup: str | os.PathLike[str] | int, attach_type: int | None = None) -> Link:
+        """Attach to a cgroup v2 directory (a path or an open descriptor) as ``attach_type``.
+
+        ``attach_type`` defaults to the spec's (``cgroup_skb/ingress`` → ``BPF_CGROUP_INET_INGRESS``).
+        A cgroup link where the kernel has them, else ``BPF_PROG_ATTACH`` with
+        ``BPF_F_ALLOW_MULTI``, undone by closing the link either way.
+        """
+        op = "attach cgroup"
+        if attach_type is None:
+            if self.spec is None:
+                raise ProgramError(errno.EINVAL, op, self.name,
+                                   "no spec gives the attach type: pass attach_type")
+            attach_type = int(self.spec.attach_type)
+        with self._attaching(op, "a cgroup") as fd:
+            return cgroup_attach(self._backend, fd, cgroup, int(attach_type), program=self.name, op=op)
+
+    def attach_socket(self, sock: socket.socket | int | Any) -> Link:
+        """Filter what socket ``sock`` (a socket, an object with ``fileno()``, or a descriptor) receives.
+
+        ``SO_ATTACH_BPF`` of a socket filter program; closing the link removes the filter
+        (``SO_DETACH_BPF``). The link holds a duplicate of the socket descriptor until then.
+        """
+        op = "attach socket filter"
+        with self._attaching(op, "a socket", ProgramType.SOCKET_FILTER) as fd:
+            return socket_attach(self._backend, fd, sock, program=self.name, op=op)
+
+    @contextlib.contextmanager
+    def _attaching(self, op: str, target: str, *types: ProgramType) -> Iterator[int]:
+        """The program's descriptor, in use for the block.
+
+        ``ProgramError`` EINVAL if the program's type is not one of ``types`` (any if none given).
+        """
+        if types and self.type not in types:
+            wanted = " or ".join(str(t) for t in types)
+            raise ProgramError(errno.EINVAL, op, self.name,
+                               f"{self.type} programs cannot attach to {target}: that needs a {wanted} "
+                               "program")
+        try:
+            fd = self._handle.acquire()
+        except HandleClosed:
+            raise ProgramError(errno.EBADF, op, self.name, "the program is closed") from None
+        try:
+            yield fd
+        finally:
+            self._handle.release()
+
     def _call(self, op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             fd = self._handle.acquire()
@@ -278,12 +534,13 @@ def load_one(
     program_btf: ProgramBTF | None,
     kernel: Callable[[], btf.Spec],
     log_level: int = 0,
+    kconfig: KconfigValues | None = None,
 ) -> Program:
     """Relocate and load one program (the steps of :mod:`loader.program_load`)."""
     check_byte_order(spec)
     insns = list(spec.instructions)
     relocate_maps(spec, insns, maps)
-    resolve_externs(spec, insns, externs, kernel)
+    resolve_externs(spec, insns, externs, kernel, kconfig)
     apply_core(spec, insns, types, kernel)
     attrs = program_attrs(spec, insns, program_btf=program_btf, attach_btf_id=attach_btf_target(spec, kernel))
     fd, log = load_program(attrs, spec.name, backend, log_level=log_level)

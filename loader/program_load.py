@@ -47,6 +47,14 @@ _LINE_INFO = struct.Struct("=IIII")
 
 
 @dataclass(frozen=True, slots=True)
+class KconfigValues:
+    """The loaded ``.kconfig`` map and each extern's offset in its value."""
+
+    map: Map
+    offsets: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class ProgramBTF:
     """The collection's BTF loaded once for all its programs: its handle and string offsets."""
 
@@ -107,8 +115,10 @@ def resolve_externs(
     insns: list[Instruction],
     externs: Mapping[str, ExternSpec],
     kernel: Callable[[], btf.Spec],
+    kconfig: KconfigValues | None = None,
 ) -> None:
-    """kfuncs and ``__ksym`` variables from kernel BTF and kallsyms."""
+    """kfuncs and ``__ksym`` variables from kernel BTF and kallsyms; ``.kconfig`` values from
+    the ``kconfig`` map (see :mod:`loader.kconfig`)."""
     for i, insn in enumerate(insns):
         name = insn.reference
         if (
@@ -135,10 +145,13 @@ def resolve_externs(
         elif kind == ExternKind.KSYM:
             weak = extern is not None and extern.weak
             insns[i] = insn.replace(constant=kallsyms_address(name, program.name, missing_ok=weak))
+        elif kind == ExternKind.KCONFIG and kconfig is not None and name in kconfig.offsets:
+            offset = kconfig.offsets[name] + (insn.constant & 0xFFFFFFFF)
+            insns[i] = insn.replace(src=PSEUDO_MAP_VALUE, constant=(offset << 32) | kconfig.map.fileno())
         else:
             raise NotSupportedError(
-                f"program {program.name!r}: extern {name!r} ({kind or 'unknown'}) cannot be resolved yet"
-                + (" (.kconfig values are not supported)" if kind == ExternKind.KCONFIG else "")
+                f"program {program.name!r}: extern {name!r} ({kind or 'unknown'}) cannot be resolved"
+                + (" (its .kconfig values were not loaded)" if kind == ExternKind.KCONFIG else "")
             )
 
 

@@ -487,6 +487,16 @@ def test_socket_filter_test_run(kb: KernelBackend, fds: Fds) -> None:
     result = kb.prog_test_run(fd, data=bytes(100), data_out_size=100)
     assert result.retval == 42
     assert result.data == bytes(100)
+    # a context in and out: struct __sk_buff (192 bytes) with its mark (offset 8) set
+    skb = bytearray(192)
+    struct.pack_into("=I", skb, 8, 7)
+    with_ctx = kb.prog_test_run(fd, data=bytes(100), ctx=bytes(skb), ctx_out_size=192)
+    assert (with_ctx.retval, with_ctx.data, len(with_ctx.ctx)) == (42, b"", 192)
+    assert struct.unpack_from("=I", with_ctx.ctx, 8) == (7,)
+    with pytest.raises(OSError) as small:
+        kb.prog_test_run(fd, data=bytes(100), ctx=bytes(skb), ctx_out_size=8)
+    assert small.value.errno == errno.ENOSPC
+    assert small.value.ctx_size_out == 192  # type: ignore[attr-defined]
 
 
 @pytest.mark.kernel
@@ -530,7 +540,7 @@ def test_log_on_success_and_enospc(kb: KernelBackend) -> None:
         kb.prog_load(attrs, log_level=2, log_size=128)
     err = small.value
     assert err.errno == errno.ENOSPC
-    true_size: int = err.log_true_size  # type: ignore[attr-defined]
+    true_size: int = err.log_true_size
     assert true_size == len(log) + 1  # the NUL included (6.4+)
     assert 0 < len(err.log) < 128
     fd, exact = kb.prog_load(attrs, log_level=2, log_size=true_size)
@@ -540,7 +550,7 @@ def test_log_on_success_and_enospc(kb: KernelBackend) -> None:
     with pytest.raises(ProgLoadError) as failing:
         kb.prog_load(ProgramAttrs(int(ProgramType.XDP), encode(EXIT), "GPL"), log_size=128)
     assert failing.value.errno == errno.ENOSPC
-    assert failing.value.log_true_size > 128  # type: ignore[attr-defined]
+    assert failing.value.log_true_size > 128
 
 
 @pytest.mark.kernel

@@ -217,9 +217,7 @@ def _set_count(err: OSError, attr_count: int, requested: int) -> OSError:
 
 def _prog_load_error(code: int, message: str, log: str, log_true_size: int = 0) -> ProgLoadError:
     """A :class:`ProgLoadError`, with ``log_true_size`` (the log size the verifier needed; 0 if unknown)."""
-    err = ProgLoadError(code, message, log)
-    err.log_true_size = log_true_size  # type: ignore[attr-defined]
-    return err
+    return ProgLoadError(code, message, log, log_true_size)
 
 
 #: Verifier statistics lines, which say nothing about why a program was rejected.
@@ -263,7 +261,8 @@ def _check_fd_kind(fd: int, expected: str, what: str) -> None:
         target = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return
-    if target.startswith("anon_inode:") and target != expected:
+    # (the kernel names a link "bpf_link" when it is made, "bpf-link" when BPF_OBJ_GET reopens it)
+    if target.startswith("anon_inode:") and target.replace("-", "_") != expected.replace("-", "_"):
         kind = target[len("anon_inode:"):]
         message = f"{_sc.strerror(errno_codes.EINVAL)}: fd {fd} is {kind}, not {what}"
         raise OSError(errno_codes.EINVAL, message)
@@ -1034,3 +1033,13 @@ class KernelBackend:
     def socket_detach_filter(self, sock_fd: int) -> None:
         """``setsockopt(sock_fd, SOL_SOCKET, SO_DETACH_BPF)``: remove the filter (ENOENT if there is none)."""
         self._setsockopt(sock_fd, SO_DETACH_BPF, 0, "SO_DETACH_BPF")
+
+    # -- perf event arrays -----------------------------------------------------------------------
+
+    def perf_event_open_bpf_output(self, cpu: int) -> int:
+        """A ``PERF_COUNT_SW_BPF_OUTPUT`` event on ``cpu`` (``PERF_SAMPLE_RAW``, a wakeup per sample).
+
+        The fd goes into a ``PERF_EVENT_ARRAY`` at index ``cpu``; its ring is mmapped by
+        :class:`loader.PerfReader`. ``ENODEV`` for an offline CPU.
+        """
+        return _perf.open_bpf_output(cpu)

@@ -33,8 +33,9 @@ from typing import Final
 from loader.kernel import syscall as _sc
 
 __all__ = [
-    "EVENT_SOURCE_DEVICES", "PERF_FLAG_FD_CLOEXEC", "PERF_TYPE_TRACEPOINT", "TRACEFS_ROOTS", "AttrFlag",
-    "PerfEventAttr", "disable", "enable", "open_kprobe", "open_tracepoint", "open_uprobe", "perf_event_open",
+    "EVENT_SOURCE_DEVICES", "PERF_COUNT_SW_BPF_OUTPUT", "PERF_FLAG_FD_CLOEXEC", "PERF_SAMPLE_RAW",
+    "PERF_TYPE_SOFTWARE", "PERF_TYPE_TRACEPOINT", "TRACEFS_ROOTS", "AttrFlag", "PerfEventAttr", "disable",
+    "enable", "open_bpf_output", "open_kprobe", "open_tracepoint", "open_uprobe", "perf_event_open",
     "perf_event_open_number", "pmu_config_shift", "pmu_type", "set_bpf", "tracefs_root", "tracepoint_id",
 ]
 
@@ -317,3 +318,32 @@ def enable(perf_fd: int) -> None:
 def disable(perf_fd: int) -> None:
     """``ioctl(perf_fd, PERF_EVENT_IOC_DISABLE, 0)``."""
     _ioctl(perf_fd, PERF_EVENT_IOC_DISABLE, 0, f"PERF_EVENT_IOC_DISABLE (perf event {perf_fd})")
+
+
+#: ``PERF_TYPE_SOFTWARE``: ``config`` is a ``perf_sw_ids`` value.
+PERF_TYPE_SOFTWARE: Final = 1
+#: ``PERF_COUNT_SW_BPF_OUTPUT``: the event ``bpf_perf_event_output`` writes samples to (4.4+).
+PERF_COUNT_SW_BPF_OUTPUT: Final = 10
+#: ``PERF_SAMPLE_RAW``: samples carry the raw data (``u32 size`` + bytes) a BPF program gave.
+PERF_SAMPLE_RAW: Final = 1 << 10
+
+
+def open_bpf_output(cpu: int, *, wakeup_events: int = 1) -> int:
+    """A ``PERF_COUNT_SW_BPF_OUTPUT`` software event on ``cpu`` (every process): a perf ring's source.
+
+    Stored in a ``PERF_EVENT_ARRAY`` at index ``cpu``, it receives what
+    ``bpf_perf_event_output`` emits on that CPU as ``PERF_RECORD_SAMPLE`` records with
+    ``PERF_SAMPLE_RAW`` data, in the ring buffer mmapped from the returned fd. A reader
+    polling the fd is woken every ``wakeup_events`` samples. ``ENODEV`` for an offline CPU.
+    """
+    if cpu < 0:
+        raise ValueError(f"a BPF output event needs a CPU, not {cpu}")
+    if wakeup_events < 1:
+        raise ValueError(f"wakeup_events must be at least 1, not {wakeup_events}")
+    attr = PerfEventAttr()
+    attr.type = PERF_TYPE_SOFTWARE
+    attr.config = PERF_COUNT_SW_BPF_OUTPUT
+    attr.sample_period = 1
+    attr.sample_type = PERF_SAMPLE_RAW
+    attr.wakeup_events = wakeup_events
+    return perf_event_open(attr, -1, cpu, what=f"BPF output event on CPU {cpu}")

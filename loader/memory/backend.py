@@ -55,7 +55,7 @@ import sys
 import threading
 
 import btf
-from ebpfspec.enums import MapType, ProgramFlags, ProgramType
+from ebpfspec.enums import AttachType, MapType, ProgramFlags, ProgramType
 from loader.backend import (
     BatchResult,
     LinkInfo,
@@ -757,12 +757,31 @@ class MemoryBackend:
         if not 0 <= offset < m.value_size:
             raise oserror(errno.EINVAL, f"{where}: value offset {offset} beyond value_size {m.value_size}")
 
+    def _attach_target(self, a: ProgramAttrs) -> bool:
+        """Whether ``attach_prog_fd`` / ``attach_btf_obj_fd`` (one field in the kernel) names a program.
+
+        As in ``bpf_prog_load``: a handle that is a program is the target program; one that
+        is BTF would be a module's or the kernel's BTF, which the model has none of
+        (ENOTSUPP, the kernel's answer for a program's BTF there); anything else EINVAL.
+        """
+        fd = a.attach_prog_fd if a.attach_prog_fd >= 0 else a.attach_btf_obj_fd
+        if fd < 0:
+            return False
+        with self._lock:
+            h = self._handles.get(fd)
+        if h is not None and isinstance(h.obj, ProgObject):
+            return True
+        if h is not None and isinstance(h.obj, BtfObject):
+            raise oserror(ENOTSUPP, f"attach BTF {fd} is not a kernel or module BTF")
+        raise oserror(errno.EINVAL, f"attach target {fd} is neither a program nor BTF")
+
     def prog_load(self, attrs: ProgramAttrs, *, log_level: int = 0, log_size: int = 0) -> tuple[int, str]:
         """``BPF_PROG_LOAD``: accept the program after the kernel's checks before its verifier.
 
         Checked, with the kernel's errno (as :class:`ProgLoadError` with an empty log):
         ``prog_flags`` (EINVAL), the instruction count (E2BIG for none or more than a
-        million), the program type (EINVAL for a type Linux 6.18 does not have), the name
+        million), the program type (EINVAL for a type Linux 6.18 does not have), the
+        expected attach type and BTF target the type needs (EINVAL), the name
         (EINVAL for characters other than ``[A-Za-z0-9_.]``), every map the instructions name
         (see :meth:`_used_maps`), and with func/line info ``prog_btf_fd`` (EBADF, EINVAL) and
         the func info records (one ``BTF_KIND_FUNC`` per subprogram, at its first
@@ -791,6 +810,8 @@ class MemoryBackend:
                 raise ValueError(f"{what} of {len(blob)} bytes is not a whole number of {rec}-byte records")
         if log_level < 0 or log_size < 0:
             raise ValueError(f"log_level {log_level} / log_size {log_size} must not be negative")
+        if a.attach_btf_obj_fd >= 0 and a.attach_prog_fd >= 0:
+            raise ValueError("attach_btf_obj_fd and attach_prog_fd share one field: give one of them")
         if a.prog_flags & ~_PROG_FLAGS:
             raise _prog_error(errno.EINVAL, f"unknown prog_flags {a.prog_flags & ~_PROG_FLAGS:#x}")
         if a.prog_flags & int(ProgramFlags.TOKEN_FD):
@@ -800,6 +821,10 @@ class MemoryBackend:
             raise _prog_error(errno.E2BIG, f"{n_insns} instructions (1 to {_MAX_INSNS})")
         if a.prog_type not in _KERNEL_PROG_TYPES:
             raise _prog_error(errno.EINVAL, f"unknown program type {a.prog_type}")
+        try:
+            _check_attach(a, self._attach_target(a))
+        except OSError as err:
+            raise _prog_error(err.errno or errno.EINVAL, str(err.strerror)) from None
         if any(c not in _STR_NAME_CHARS for c in a.name):
             raise _prog_error(errno.EINVAL, f"program name {a.name!r}: only letters, digits, '_' and '.'")
         if (a.func_info or a.line_info) and a.prog_btf_fd < 0:
@@ -951,6 +976,10 @@ class MemoryBackend:
         """``EOPNOTSUPP``."""
         raise self._cannot_attach("SO_DETACH_BPF")
 
+    def perf_event_open_bpf_output(self, cpu: int) -> int:
+        """``EOPNOTSUPP``: this backend has no perf events (so no perf event array readers)."""
+        raise self._cannot_attach("perf events")
+
 
 # -- programs ----------------------------------------------------------------------------------------
 
@@ -975,12 +1004,54 @@ _FUNC_INFO_SIZE, _LINE_INFO_SIZE = 8, 16
 _STR_NAME_CHARS = frozenset(chr(c) for c in _NAME_CHARS)
 
 
+_A = AttachType
+#: ``bpf_prog_load_check_attach``: the expected attach types a program type must have
+#: (program types not listed take any).
+_EXPECTED_ATTACH: dict[int, frozenset[int]] = {
+    ProgramType.CGROUP_SOCK: frozenset({_A.CGROUP_INET_SOCK_CREATE, _A.CGROUP_INET_SOCK_RELEASE,
+                                        _A.CGROUP_INET4_POST_BIND, _A.CGROUP_INET6_POST_BIND}),
+    ProgramType.CGROUP_SOCK_ADDR: frozenset({
+        _A.CGROUP_INET4_BIND, _A.CGROUP_INET6_BIND, _A.CGROUP_INET4_CONNECT, _A.CGROUP_INET6_CONNECT,
+        _A.CGROUP_UNIX_CONNECT, _A.CGROUP_INET4_GETPEERNAME, _A.CGROUP_INET6_GETPEERNAME,
+        _A.CGROUP_UNIX_GETPEERNAME, _A.CGROUP_INET4_GETSOCKNAME, _A.CGROUP_INET6_GETSOCKNAME,
+        _A.CGROUP_UNIX_GETSOCKNAME, _A.CGROUP_UDP4_SENDMSG, _A.CGROUP_UDP6_SENDMSG, _A.CGROUP_UNIX_SENDMSG,
+        _A.CGROUP_UDP4_RECVMSG, _A.CGROUP_UDP6_RECVMSG, _A.CGROUP_UNIX_RECVMSG}),
+    ProgramType.CGROUP_SKB: frozenset({_A.CGROUP_INET_INGRESS, _A.CGROUP_INET_EGRESS}),
+    ProgramType.CGROUP_SOCKOPT: frozenset({_A.CGROUP_GETSOCKOPT, _A.CGROUP_SETSOCKOPT}),
+    ProgramType.SK_LOOKUP: frozenset({_A.SK_LOOKUP}),
+    ProgramType.SK_REUSEPORT: frozenset({_A.SK_REUSEPORT_SELECT, _A.SK_REUSEPORT_SELECT_OR_MIGRATE}),
+    ProgramType.NETFILTER: frozenset({_A.NETFILTER}),
+    ProgramType.SYSCALL: frozenset({0}),
+    ProgramType.EXT: frozenset({0}),
+}
+#: Program types that name their target by BTF id (``attach_btf_id``), and must.
+_BTF_TARGETED = frozenset({ProgramType.TRACING, ProgramType.LSM, ProgramType.STRUCT_OPS, ProgramType.EXT})
+
+
+def _check_attach(a: ProgramAttrs, dst_prog: bool) -> None:
+    """``bpf_prog_load_fixup_attach_type`` and ``bpf_prog_load_check_attach``, then the verifier's
+    "must provide btf_id" for tracing-like programs: EINVAL where they refuse.
+
+    ``dst_prog``: the program names a target program (``attach_prog_fd``).
+    """
+    expected = a.expected_attach_type
+    if a.prog_type == ProgramType.CGROUP_SOCK and expected == 0:
+        expected = int(AttachType.CGROUP_INET_SOCK_CREATE)  # the kernel's fix-up for old loaders
+    if a.attach_btf_id and a.prog_type not in _BTF_TARGETED:
+        raise oserror(errno.EINVAL, "attach_btf_id is for tracing, lsm, struct_ops and extension programs")
+    if dst_prog and a.prog_type not in (ProgramType.TRACING, ProgramType.EXT):
+        raise oserror(errno.EINVAL, "attach_prog_fd is for tracing and extension programs")
+    allowed = _EXPECTED_ATTACH.get(a.prog_type)
+    if allowed is not None and expected not in allowed:
+        raise oserror(errno.EINVAL, f"expected_attach_type {expected} for program type {a.prog_type}")
+    if a.prog_type in _BTF_TARGETED and not a.attach_btf_id:
+        raise oserror(errno.EINVAL, f"{ProgramType(a.prog_type)} programs must name their target by BTF id")
+
+
 def _prog_error(code: int, detail: str) -> ProgLoadError:
     """A :class:`ProgLoadError` as ``BPF_PROG_LOAD`` fails before the verifier: no log."""
     plain = oserror(code, detail)
-    err = ProgLoadError(code, str(plain.strerror), "")
-    err.log_true_size = 0  # type: ignore[attr-defined]
-    return err
+    return ProgLoadError(code, str(plain.strerror), "")
 
 
 def _regs(byte: int) -> tuple[int, int]:
