@@ -47,7 +47,8 @@ from loader.errors import LoaderError, MapError, MapIncompatibleError
 from loader.map import Map, default_backend
 from loader.pinning import check_pin_dir, pin_file
 from loader.program import Program, kernel_btf_source, load_one
-from loader.program_load import load_program_btf
+from loader.kconfig import KCONFIG_MAP, kconfig_externs, kconfig_map
+from loader.program_load import KconfigValues, load_program_btf
 
 #: Default size of the map-creation thread pool.
 DEFAULT_WORKERS = 4
@@ -123,6 +124,9 @@ def load_collection(
     pool_size = workers or DEFAULT_WORKERS
     try:
         maps = create_maps(plans, backend, pool_size, created, types=spec.types)
+        kconfig = load_kconfig(spec, program_names, backend, created)
+        if kconfig is not None:
+            maps = {**maps, KCONFIG_MAP: kconfig.map}
         programs = load_programs(
             spec,
             program_names,
@@ -132,6 +136,7 @@ def load_collection(
             created,
             kernel=kernel_btf_source(kernel_types),
             log_level=log_level,
+            kconfig=kconfig,
         )
         fill_named_contents(spec, maps, programs)
     except BaseException:
@@ -452,6 +457,7 @@ def load_programs(
     *,
     kernel: Callable[[], btf.Spec],
     log_level: int,
+    kconfig: KconfigValues | None = None,
 ) -> dict[str, Program]:
     """Load the selected programs, sharing one load of the collection's BTF."""
     if not names:
@@ -469,6 +475,7 @@ def load_programs(
             program_btf=program_btf,
             kernel=kernel,
             log_level=log_level,
+            kconfig=kconfig,
         )
         created.add_program(loaded)
         return loaded
@@ -480,6 +487,23 @@ def load_programs(
             backend.close(program_btf.fd)
 
 
+def load_kconfig(
+    spec: CollectionSpec, names: set[str], backend: Backend, created: CreatedObjects
+) -> KconfigValues | None:
+    """The ``.kconfig`` map, filled from the kernel's configuration, if a selected program reads one."""
+    externs = kconfig_externs(spec.externs)
+    wanted = {x.name for x in externs}
+    used = any(
+        insn.reference in wanted for name in names for insn in spec.programs[name].instructions if insn.reference
+    )
+    if not used:
+        return None
+    map_spec, offsets = kconfig_map(externs)
+    m = create_map(map_spec, backend)
+    created.add_map(m)
+    return KconfigValues(m, offsets)
+
+
 # -- step 5: named contents -------------------------------------------------------------------------
 
 
@@ -488,6 +512,8 @@ def fill_named_contents(
 ) -> None:
     """Store the maps and programs that maps-of-maps' and program arrays' ``contents`` name."""
     for name, m in maps.items():
+        if name not in spec.maps:  # .kconfig: made by the loader, filled already
+            continue
         for kv in spec.maps[name].contents:
             if not isinstance(kv.value, str):
                 continue

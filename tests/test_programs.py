@@ -16,6 +16,7 @@ import pytest
 
 import ebpfspec
 import loader
+import loader.kconfig
 from ebpfspec import ProgramType
 from ebpfspec.asm import Instruction, Instructions
 from loader import Backend, load_collection
@@ -43,7 +44,17 @@ def spec_of(name: str) -> ebpfspec.CollectionSpec:
 # -- every testdata object ----------------------------------------------------------------------
 
 
-LOADS_FULLY = ["maps", "globals", "programs", "xdp_test", "trace", "core", "license_version", "legacy_maps"]
+LOADS_FULLY = [
+    "maps",
+    "globals",
+    "programs",
+    "xdp_test",
+    "trace",
+    "core",
+    "license_version",
+    "legacy_maps",
+    "kconfig",
+]
 
 
 @pytest.mark.parametrize("name", LOADS_FULLY)
@@ -78,7 +89,6 @@ def test_object_loads_and_bpftool_sees_its_programs(kernel: Backend, name: str) 
     ("name", "error", "message"),
     [
         ("fentry", ProgramError, r"program '(fentry_openat2|fexit_openat2|lsm_file_open)'"),
-        ("kconfig", NotSupportedError, r"\.kconfig"),
         ("iproute2_maps", LoaderError, r"trailing bytes"),
         # typed __ksym variables need kallsyms data symbols, which this kernel lacks
         ("ksym_typed", VerifierError, r"(?s)program 'xdp_ksym_typed'.*bpf_prog_active"),
@@ -191,6 +201,28 @@ def test_verifier_log_on_success_when_asked(kernel: Backend) -> None:
     with pytest.raises(ProgramError) as exc:
         prog.test_run(bytes(20))
     assert "closed" in str(exc.value)
+
+
+def test_kconfig_and_ksym_externs_are_filled(kernel: Backend) -> None:
+    """.kconfig values from /proc/config.gz and uname, untyped ksyms from kallsyms, weak ones 0."""
+    spec = spec_of("kconfig")
+    with load_collection(spec, backend=kernel, only=["xdp_kconfig"]) as coll:
+        assert coll.programs["xdp_kconfig"].test_run(bytes(64)).retval == XDP_PASS
+        bss = coll.maps[".bss"].lookup(b"\0\0\0\0")
+        v = spec.variables
+
+        def value(name: str) -> int:
+            return int.from_bytes(bss[v[name].offset : v[name].offset + v[name].size], sys.byteorder)
+
+        assert value("kernel_version") == loader.kconfig.kernel_version_code()
+        config = loader.kconfig.read_kernel_config()
+        assert value("bpf_syscall") == (config.get("CONFIG_BPF_SYSCALL") in ("y", "m"))
+        assert value("hz") == int(config["CONFIG_HZ"])
+        assert value("cls_bpf") == {"y": 1, "m": 2}.get(config.get("CONFIG_NET_CLS_BPF", "n"), 0)
+        assert value("no_such_option") == 0
+        assert value("stext_addr") == loader.program_load.kallsyms_address("_stext", "test")
+        assert value("missing_addr") == 0
+        assert ".kconfig" in coll.maps
 
 
 # -- CO-RE -----------------------------------------------------------------------------------------
