@@ -9,7 +9,8 @@ from bench.core import Row, registered_rows
 
 #: Topic modules, in table order. A new topic adds its ``bench/<topic>_rows.py`` here.
 #: (A ``*_rows`` module left out of this list still runs, after these, in name order.)
-ROW_MODULES: tuple[str, ...] = ("bench.btf_rows", "bench.spec_rows", "bench.map_rows", "bench.load_rows")
+ROW_MODULES: tuple[str, ...] = ("bench.btf_rows", "bench.spec_rows", "bench.map_rows", "bench.load_rows",
+                               "bench.program_rows")
 
 
 def all_rows() -> tuple[Row, ...]:
