@@ -79,8 +79,8 @@ MAX_NESTING = 64
 #: Items (members, padding bitfields, enumerators, parameters) one call may write: this
 #: many, plus :data:`MAX_ITEMS_PER_TYPE` per type of the spec. The kernel's vmlinux
 #: (6.18, ~127k types) needs 0.9 per type; the largest padding gap it has is 4 KiB.
-MAX_ITEMS_BASE = 1 << 16
-MAX_ITEMS_PER_TYPE = 32
+MAX_ITEMS_BASE = 1 << 13
+MAX_ITEMS_PER_TYPE = 16
 
 #: Words a BTF INT or FLOAT name may consist of to be usable in C as it is.
 _C_TYPE_WORDS = frozenset(
@@ -438,7 +438,8 @@ class _Layouts:
     def __init__(self, spec: Spec, budget: _Budget):
         self._spec = spec
         self._plans: dict[int, _Plan] = {}
-        self._planning: list[int] = []  # structs/unions being planned: an embedded one's alignment needs its plan
+        # structs/unions being planned: an embedded one's alignment needs its plan (cycle guard)
+        self._planning: list[int] = []
         self.budget = budget
 
     def plan(self, t: Struct | Union) -> _Plan:
@@ -760,7 +761,8 @@ class _Writer:
         prefix = "\t" * indent
         if line.member is None:
             if line.pad_type == "struct":
-                pads = [f"{prefix}\t{p.pad_type}: {p.bits};" for p in self._layouts.padding(0, line.bits, owner)]
+                padding = self._layouts.padding(0, line.bits, owner)
+                pads = [f"{prefix}\t{p.pad_type}: {p.bits};" for p in padding]
                 return "\n".join([f"{prefix}struct {{", *pads, f"{prefix}}};"])
             return f"{prefix}{line.pad_type}: {line.bits};"
         m = line.member

@@ -18,7 +18,7 @@ from btf.format_raw import format_raw
 from ebpfspec import report
 from ebpfspec.elf import ObjectFile
 from ebpfspec.errors import SpecError
-from ebpfspec.reader import load_collection_spec
+from ebpfspec.reader import load_collection_spec, read_object_file
 
 Command = Callable[[argparse.Namespace], Iterable[str]]
 
@@ -122,7 +122,7 @@ def btf_dump(args: argparse.Namespace) -> Iterable[str]:
 
 def object_btf(path: Path) -> btf.Spec:
     """The ``.BTF`` of the object file at ``path``, exactly as stored (like bpftool shows it)."""
-    obj = ObjectFile(path.read_bytes(), name=str(path))
+    obj = ObjectFile(read_object_file(path), name=str(path))
     section = obj.section(".BTF")
     if section is None:
         raise SpecError(f"{path}: the object has no .BTF section")

@@ -44,10 +44,10 @@ from ebpfspec import CollectionSpec, MapSpec, PinType, ProgramSpec
 from loader.backend import Backend
 from loader.create import SharedBTF, create_map, marshal_shared_btf
 from loader.errors import LoaderError, MapError, MapIncompatibleError
+from loader.kconfig import KCONFIG_MAP, kconfig_externs, kconfig_map
 from loader.map import Map, default_backend
 from loader.pinning import check_pin_dir, pin_file
 from loader.program import Program, kernel_btf_source, load_one
-from loader.kconfig import KCONFIG_MAP, kconfig_externs, kconfig_map
 from loader.program_load import KconfigValues, load_program_btf
 
 #: Default size of the map-creation thread pool.
@@ -494,7 +494,10 @@ def load_kconfig(
     externs = kconfig_externs(spec.externs)
     wanted = {x.name for x in externs}
     used = any(
-        insn.reference in wanted for name in names for insn in spec.programs[name].instructions if insn.reference
+        insn.reference in wanted
+        for name in names
+        for insn in spec.programs[name].instructions
+        if insn.reference
     )
     if not used:
         return None

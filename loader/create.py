@@ -23,6 +23,7 @@ import os
 import sys
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import attrs as attrs_lib
 
@@ -71,19 +72,18 @@ def marshal_shared_btf(types: btf.Spec) -> bytes:
     """
     entry = _MARSHALED.get(id(types))
     if entry is not None and entry[0]() is types:
-        return entry[1]
+        remembered: bytes = entry[1]
+        return remembered
     if types.base is not None:
         raise btf.BTFError("split BTF cannot be loaded as a collection's BTF on its own")
     raw = btf.marshal_types(list(types.own_types()), byte_order=_NATIVE_ORDER)
-    if len(_MARSHALED) >= _MARSHALED_SIZE:
-        _MARSHALED.clear()
-    _MARSHALED[id(types)] = (weakref.ref(types), raw)
+    _remember(_MARSHALED, _MARSHALED_SIZE, types, (raw,))
     return raw
 
 
 #: :func:`marshal_shared_btf`'s blobs by ``id`` of the spec, with a weak reference to it (an
 #: entry counts only while the reference gives the very spec asked about); cleared when full.
-_MARSHALED: dict[int, tuple[weakref.ref[btf.Spec], bytes]] = {}
+_MARSHALED: dict[int, tuple[Any, ...]] = {}  # (weakref.ref[btf.Spec], bytes)
 _MARSHALED_SIZE = 16
 
 
@@ -112,8 +112,8 @@ def create_map(spec: MapSpec, backend: Backend, shared_btf: SharedBTF | None = N
     finally:
         if inner is not None:
             inner.close()
-    m = Map(fd, backend, name=spec.name, type=spec.type, key_size=fields[1], value_size=fields[2],
-            max_entries=fields[3], flags=fields[4], spec=spec, btf_fallback=fallback)
+    _, key_size, value_size, max_entries, flags, *_ = fields
+    m = Map._wrap(fd, backend, spec.name, spec.type, key_size, value_size, max_entries, flags, spec, fallback)
     if spec.contents or spec.freeze:
         try:
             fill_and_freeze(m, spec)
@@ -154,7 +154,7 @@ _Fields = tuple[int, int, int, int, int, int, str, int]
 #: maps of maps)``. A ``MapSpec`` is immutable, so what :func:`check_map_spec` and
 #: :func:`_fields` make of one never changes; an entry counts only while its reference still
 #: gives the very spec asked about. Not kept when a fixup depends on the backend; cleared when full.
-_CHECKED: dict[int, tuple[weakref.ref[MapSpec], _Fields, MapAttrs | None]] = {}
+_CHECKED: dict[int, tuple[Any, ...]] = {}  # (weakref.ref[MapSpec], _Fields, MapAttrs | None)
 _CHECKED_SIZE = 1024
 
 
@@ -166,17 +166,26 @@ def _checked(spec: MapSpec, backend: Backend) -> tuple[_Fields, MapAttrs | None]
         return entry[1], entry[2]
     check_map_spec(spec)
     fields = _fields(spec, backend)
-    plain = None if spec.type.is_map_in_map else _map_attrs(fields)
+    plain = None if spec.type.is_map_in_map else _build_attrs(fields)
     if not (spec.max_entries == 0 and spec.type is _PERF_EVENT_ARRAY):  # (the possible CPUs: per backend)
-        if len(_CHECKED) >= _CHECKED_SIZE:
-            _CHECKED.clear()
-        _CHECKED[id(spec)] = (weakref.ref(spec), fields, plain)
+        _remember(_CHECKED, _CHECKED_SIZE, spec, (fields, plain))
     return fields, plain
+
+
+def _remember(memo: dict[int, tuple[Any, ...]], size: int, obj: Any, value: tuple[Any, ...]) -> None:
+    """``memo[id(obj)] = (weak reference to obj, *value)`` (nothing for an object without weak references)."""
+    try:
+        ref = weakref.ref(obj)
+    except TypeError:
+        return
+    if len(memo) >= size:
+        memo.clear()
+    memo[id(obj)] = (ref, *value)
 
 
 def fixup_map_attrs(spec: MapSpec, backend: Backend) -> MapAttrs:
     """``BPF_MAP_CREATE`` attributes for ``spec``, with the loader's fixups applied."""
-    return _map_attrs(_fields(spec, backend))
+    return _build_attrs(_fields(spec, backend))
 
 
 def _fields(spec: MapSpec, backend: Backend) -> _Fields:
@@ -192,7 +201,25 @@ def _fields(spec: MapSpec, backend: Backend) -> _Fields:
 
 def _map_attrs(fields: _Fields, inner_map_fd: int = -1, btf_fd: int = -1, btf_key_type_id: int = 0,
                btf_value_type_id: int = 0) -> MapAttrs:
-    """``MapAttrs`` of ``fields`` and the given descriptors/type ids (the others at their defaults)."""
+    """``MapAttrs`` of ``fields`` and the given descriptors/type ids (the others at their defaults).
+
+    Remembered per ``fields`` object (one per checked spec) and the four numbers: building
+    a ``MapAttrs`` costs as much as a third of the rest of a creation, and loading the same
+    collection again usually meets the same descriptor numbers.
+    """
+    key = (id(fields), inner_map_fd, btf_fd, btf_key_type_id, btf_value_type_id)
+    entry = _ATTRS.get(key)
+    if entry is not None and entry[0] is fields:
+        return entry[1]
+    attrs = _build_attrs(fields, inner_map_fd, btf_fd, btf_key_type_id, btf_value_type_id)
+    if len(_ATTRS) >= _ATTRS_SIZE:
+        _ATTRS.clear()
+    _ATTRS[key] = (fields, attrs)  # (the entry keeps ``fields`` alive: its id is not reused meanwhile)
+    return attrs
+
+
+def _build_attrs(fields: _Fields, inner_map_fd: int = -1, btf_fd: int = -1, btf_key_type_id: int = 0,
+                 btf_value_type_id: int = 0) -> MapAttrs:
     map_type, key_size, value_size, max_entries, map_flags, numa_node, name, map_extra = fields
     return MapAttrs(
         map_type=map_type, key_size=key_size, value_size=value_size, max_entries=max_entries,
@@ -200,6 +227,11 @@ def _map_attrs(fields: _Fields, inner_map_fd: int = -1, btf_fd: int = -1, btf_ke
         inner_map_fd=inner_map_fd, btf_fd=btf_fd, btf_key_type_id=btf_key_type_id,
         btf_value_type_id=btf_value_type_id,
     )
+
+
+#: :func:`_map_attrs`' results: ``(id(fields), inner_map_fd, btf_fd, key id, value id) -> (fields, attrs)``.
+_ATTRS: dict[tuple[int, int, int, int, int], tuple[_Fields, MapAttrs]] = {}
+_ATTRS_SIZE = 2048
 
 
 def create_inner_template(spec: MapSpec, backend: Backend, shared_btf: SharedBTF | None = None) -> Map | None:

@@ -106,6 +106,19 @@ class Map:
         btf_fallback: str = "",
     ):
         """Wrap ``fd`` (ownership passes to the Map). Prefer the class methods."""
+        self._setup(fd, backend, name, type, key_size, value_size, max_entries, flags, spec, btf_fallback)
+
+    @classmethod
+    def _wrap(cls, fd: int, backend: Backend, name: str, type: MapType, key_size: int, value_size: int,
+              max_entries: int, flags: int, spec: MapSpec | None, btf_fallback: str) -> Map:
+        """``Map(fd, backend, name=..., ...)`` with positional arguments (much cheaper to call),
+        for the loader's own creations."""
+        m = cls.__new__(cls)
+        m._setup(fd, backend, name, type, key_size, value_size, max_entries, flags, spec, btf_fallback)
+        return m
+
+    def _setup(self, fd: int, backend: Backend, name: str, type: MapType, key_size: int, value_size: int,
+               max_entries: int, flags: int, spec: MapSpec | None, btf_fallback: str) -> None:
         self._backend = backend
         self._handle = Handle(fd, backend.close)
         self._lookup = backend.map_lookup  # (bound once for the hot paths)
@@ -247,9 +260,9 @@ class Map:
 
     def pin(self, path: str) -> None:
         """Pin the map at ``path`` (on bpffs)."""
-        from loader.pinning import check_pin_path
+        from loader.pinning import check_pin_target
 
-        check_pin_path(path)
+        check_pin_target(path, self._backend)
         self._call("pin", self._backend.obj_pin, path)
         self._pinned_path = path
 

@@ -202,9 +202,9 @@ class Program:
 
     def pin(self, path: str) -> None:
         """Pin the program at ``path`` (on bpffs)."""
-        from loader.pinning import check_pin_path
+        from loader.pinning import check_pin_target
 
-        check_pin_path(path)
+        check_pin_target(path, self._backend)
         self._call("pin", self._backend.obj_pin, path)
         self._pinned_path = path
 

@@ -33,10 +33,16 @@ fails if anything else is raised, if it takes ``--max-seconds`` (1 s) or longer 
 interrupted after ``--hang-seconds``), or if its ``tracemalloc`` peak exceeds the memory
 bound ``MEMORY_BASE + MEMORY_PER_BYTE * len(input)`` (4 MiB + 256 B per input byte: an
 allocation sized by an unchecked length field breaks it). ``tracemalloc`` makes a case
-about 15 times slower, so it runs on every ``--trace-every``-th case (default 8) and
-those cases are not timed; the others are. Each worker's resident set (``getrusage``
-``ru_maxrss``) may grow by at most ``RSS_GROWTH_LIMIT`` (64 MiB) between the end of its
-warm-up (the first ``WARMUP`` cases) and its last case.
+some 20 times slower, so it runs on every ``--trace-every``-th case of each worker
+(default 8) and those cases are not timed; the others are. Leaks: between the end of its warm-up (the
+first ``WARMUP`` cases) and its last case, a worker's count of memory blocks allocated by
+the interpreter (``sys.getallocatedblocks()``) may grow by at most ``BLOCK_GROWTH_LIMIT``
+(50k), and — in runs without tracemalloc (``--trace-every 0``) — its resident set
+(``/proc/self/statm``) by at most ``RSS_GROWTH_LIMIT`` (64 MiB). With tracemalloc
+switched on and off per case the RSS creeps up (about 3 MiB per 1000 traced cases) while
+the interpreter's blocks stay flat, and without tracemalloc the same cases leave the RSS
+flat: that growth is tracemalloc's, so in traced runs the RSS is only reported (with
+``ru_maxrss``, the high-water mark).
 
 Every case is reproducible alone: its generator is seeded with ``(seed, target,
 index)``. Failures are written to ``--crash-dir`` (input and a description), one per
@@ -47,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import multiprocessing
 import os
@@ -59,7 +66,7 @@ import time
 import traceback
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -82,8 +89,10 @@ TESTDATA = ROOT / "testdata"
 MEMORY_BASE = 4 << 20
 #: ... plus this much per byte of input.
 MEMORY_PER_BYTE = 256
-#: Growth of a worker's peak RSS allowed between the end of its warm-up and its end.
+#: Growth of a worker's RSS allowed between the end of its warm-up and its end (untraced runs).
 RSS_GROWTH_LIMIT = 64 << 20
+#: Growth of a worker's ``sys.getallocatedblocks()`` allowed between the end of its warm-up and its end.
+BLOCK_GROWTH_LIMIT = 50_000
 #: Cases a worker runs before it takes its RSS baseline (imports, caches, first-use costs).
 WARMUP = 200
 #: Failures kept per signature (the rest are counted).
@@ -243,7 +252,8 @@ def synthetic_types() -> list[btf.Type]:
         btf.Float(2, "float", 4),
         btf.Restrict(3, "", 4),
         btf.Pointer(4, "", 5),
-        btf.Struct(5, "node", 24, (m("next", 4, 0), m("weight", 2, 64), m("flags", 1, 96, 5), m("tail", 1, 128))),
+        btf.Struct(5, "node", 24, (m("next", 4, 0), m("weight", 2, 64), m("flags", 1, 96, 5),
+                                   m("tail", 1, 128))),
         btf.TypeTag(6, "percpu", 4),
         btf.DeclTag(7, "pure", 5, 1),
         btf.Enum64(8, "big", 8, (v("HUGE", 1 << 40), v("NEG", -5)), signed=True),
@@ -321,7 +331,7 @@ class Mutator:
 
     def put(self, at: int, width: int, value: int, what: str = "") -> None:
         """Store an unsigned ``width``-byte ``value`` at ``at`` (if it fits in the buffer)."""
-        if 0 <= at and at + width <= len(self.buf):
+        if at >= 0 and at + width <= len(self.buf):
             code = {1: "B", 2: "H", 4: "I", 8: "Q"}[width]
             struct.pack_into(self.e + code, self.buf, at, value & ((1 << (8 * width)) - 1))
             self.log.append(f"{what or 'u' + str(8 * width)}@{at:#x}={value:#x}")
@@ -385,12 +395,13 @@ EHDR_FIELDS = {
 }
 SHDR_FIELDS = {
     "sh_name": (0, 4), "sh_type": (4, 4), "sh_flags": (8, 8), "sh_addr": (16, 8), "sh_offset": (24, 8),
-    "sh_size": (32, 8), "sh_link": (40, 4), "sh_info": (44, 4), "sh_addralign": (48, 8), "sh_entsize": (56, 8),
+    "sh_size": (32, 8), "sh_link": (40, 4), "sh_info": (44, 4), "sh_addralign": (48, 8),
+    "sh_entsize": (56, 8),
 }
-SYM_FIELDS = {"st_name": (0, 4), "st_info": (4, 1), "st_other": (5, 1), "st_shndx": (6, 2), "st_value": (8, 8),
-              "st_size": (16, 8)}
-BTF_HEADER_FIELDS = {"magic": (0, 2), "version": (2, 1), "flags": (3, 1), "hdr_len": (4, 4), "type_off": (8, 4),
-                     "type_len": (12, 4), "str_off": (16, 4), "str_len": (20, 4)}
+SYM_FIELDS = {"st_name": (0, 4), "st_info": (4, 1), "st_other": (5, 1), "st_shndx": (6, 2),
+              "st_value": (8, 8), "st_size": (16, 8)}
+BTF_HEADER_FIELDS = {"magic": (0, 2), "version": (2, 1), "flags": (3, 1), "hdr_len": (4, 4),
+                     "type_off": (8, 4), "type_len": (12, 4), "str_off": (16, 4), "str_len": (20, 4)}
 #: Opcodes worth planting: ld_imm64, call, exit, ja, jmp32 ja, callx, mov64, ldxw, stxdw, atomic, jeq, none.
 OPCODES = (0x18, 0x85, 0x95, 0x05, 0x06, 0x8D, 0xBF, 0x61, 0x7B, 0xDB, 0x15, 0x00)
 
@@ -413,13 +424,15 @@ def mutate_btf(m: Mutator, seed: BtfSeed, *, at: int = 0, resize: bool = True) -
         name = rng.choice(list(BTF_HEADER_FIELDS))
         off, width = BTF_HEADER_FIELDS[name]
         total = len(seed.data)
-        m.put(at + off, width, pick_value(rng, width, (total, total - HEADER_SIZE, seed.type_len, seed.str_len,
-                                                       seed.type_len + seed.str_len, HEADER_SIZE)), name)
+        near = (total, total - HEADER_SIZE, seed.type_len, seed.str_len, seed.type_len + seed.str_len,
+                HEADER_SIZE)
+        m.put(at + off, width, pick_value(rng, width, near), name)
     elif op == "record" and seed.records:
         index = rng.randrange(len(seed.records))
         word = rng.choice((0, 1, 2, rng.randint(0, 8)))
         m.put(at + seed.records[index] + 4 * word, 4,
-              pick_value(rng, 4, (seed.types, first_id + index, seed.strings, 0)), f"type{first_id + index}.w{word}")
+              pick_value(rng, 4, (seed.types, first_id + index, seed.strings, 0)),
+              f"type{first_id + index}.w{word}")
     elif op == "ref" and seed.refs:
         pos, own = rng.choice(seed.refs)
         value = rng.choice((own, own, rng.randrange(max(seed.types, 1)), seed.types, seed.types - 1, 0,
@@ -432,7 +445,8 @@ def mutate_btf(m: Mutator, seed: BtfSeed, *, at: int = 0, resize: bool = True) -
         index = rng.randrange(len(seed.records))
         kind = rng.choice((rng.randrange(32), rng.randrange(20)))
         vlen = rng.choice((0, 1, 2, 3, 0xFFFF, rng.randrange(0x10000)))
-        m.put(at + seed.records[index] + 4, 4, rng.randrange(2) << 31 | kind << 24 | vlen, f"info(type{index})")
+        info = rng.randrange(2) << 31 | kind << 24 | vlen
+        m.put(at + seed.records[index] + 4, 4, info, f"info(type{first_id + index})")
     elif op == "strings" and seed.str_len:
         start = at + seed.str_start
         nuls = [i for i in range(start, start + seed.str_len) if m.buf[i] == 0]
@@ -481,8 +495,9 @@ def mutate_elf_once(m: Mutator, seed: ElfSeed) -> None:
         s = rng.choice(seed.sections)
         name = rng.choice(list(SHDR_FIELDS))
         off, width = SHDR_FIELDS[name]
-        other = rng.choice(seed.sections)
-        near = (s.offset, s.size, other.offset, other.size, size, size - s.offset, shnum, other.index, 24, 16)
+        peer = rng.choice(seed.sections)
+        near: tuple[int, ...] = (s.offset, s.size, peer.offset, peer.size, size, size - s.offset, shnum,
+                                 peer.index, 24, 16)
         m.put(s.header + off, width, pick_value(rng, width, near), f"{s.name}.{name}")
     elif op == "strtab":
         tables = seed.of_type(SHT_STRTAB)
@@ -503,7 +518,8 @@ def mutate_elf_once(m: Mutator, seed: ElfSeed) -> None:
         name = rng.choice(list(SYM_FIELDS))
         off, width = SYM_FIELDS[name]
         target = seed.sections[min(m.get(symtab.offset + 24 * index + 6, 2), shnum - 1)]
-        near = (shnum, 0xFFF1, 0xFFF2, 0xFFFF, target.size, target.size - 8, rng.randrange(max(target.size, 1)))
+        near = (shnum, 0xFFF1, 0xFFF2, 0xFFFF, target.size, target.size - 8,
+                rng.randrange(max(target.size, 1)))
         m.put(symtab.offset + 24 * index + off, width, pick_value(rng, width, near), f"sym{index}.{name}")
     elif op == "rel":
         rels = seed.of_type(SHT_REL)
@@ -517,7 +533,8 @@ def mutate_elf_once(m: Mutator, seed: ElfSeed) -> None:
         which = rng.randrange(3)
         if which == 0:
             offset = m.get(at, 8)
-            m.put(at, 8, pick_value(rng, 8, (offset + rng.choice((1, 4, 8, 16, -8)), size)), f"{r.name}[{index}].r_offset")
+            near = (offset + rng.choice((1, 4, 8, 16, -8)), size)
+            m.put(at, 8, pick_value(rng, 8, near), f"{r.name}[{index}].r_offset")
         elif which == 1:
             m.put(at + (4 if m.e == "<" else 0), 4, pick_value(rng, 4, (nsyms, rng.randrange(nsyms))),
                   f"{r.name}[{index}].sym")
@@ -543,10 +560,11 @@ def mutate_elf_once(m: Mutator, seed: ElfSeed) -> None:
             value = rng.choice((*EDGE_I32, rng.randint(-64, 64)))
             m.put(at + 4, 4, value, "imm")
         else:  # swap with a neighbour: splits ld_imm64 pairs, moves calls and exits
-            other = at + 8 if at + 16 <= s.offset + s.size else at - 8
-            if other >= s.offset:
-                m.buf[at : at + 8], m.buf[other : other + 8] = m.buf[other : other + 8], m.buf[at : at + 8]
-                m.log.append(f"swap insns @{at:#x},{other:#x}")
+            neighbour = at + 8 if at + 16 <= s.offset + s.size else at - 8
+            if neighbour >= s.offset:
+                m.buf[at : at + 8], m.buf[neighbour : neighbour + 8] = (m.buf[neighbour : neighbour + 8],
+                                                                        m.buf[at : at + 8])
+                m.log.append(f"swap insns @{at:#x},{neighbour:#x}")
     elif op == "btf":
         sections = seed.named(".BTF")
         if not sections:
@@ -671,7 +689,7 @@ def exercise_elf(data: bytes) -> str:
     try:
         spec = ebpfspec.load_collection_spec(data)
     except btf.BTFError as err:
-        raise FuzzFailure(f"BTFError escaped load_collection_spec (the reader raises SpecError): {err}") from err
+        raise FuzzFailure(f"BTFError escaped load_collection_spec (it must raise SpecError): {err}") from err
     as_dict = spec.to_dict()
     json.dumps(as_dict)
     if ebpfspec.CollectionSpec.from_dict(as_dict) != spec:
@@ -693,7 +711,7 @@ def exercise_elf(data: bytes) -> str:
 class Failure:
     """A case that broke the contract."""
 
-    kind: str  # "crash", "slow", "hang", "memory", "rss"
+    kind: str  # "crash", "slow", "hang", "memory", "leak", "rss"
     case: str
     seed: str
     mutation: str
@@ -723,7 +741,9 @@ class Stats:
     max_peak_share: float = 0.0  # peak / memory bound
     rss_baseline_kib: int = 0
     rss_end_kib: int = 0
+    max_rss_kib: int = 0  # ru_maxrss: the high-water mark, tracemalloc's own memory included
     max_rss_growth_kib: int = 0
+    max_block_growth: int = 0  # sys.getallocatedblocks() after the last case minus after warm-up
     failures: list[Failure] = field(default_factory=list)
     failure_counts: Counter[str] = field(default_factory=Counter)
 
@@ -741,7 +761,9 @@ class Stats:
         self.max_peak_share = max(self.max_peak_share, other.max_peak_share)
         self.rss_baseline_kib = max(self.rss_baseline_kib, other.rss_baseline_kib)
         self.rss_end_kib = max(self.rss_end_kib, other.rss_end_kib)
+        self.max_rss_kib = max(self.max_rss_kib, other.max_rss_kib)
         self.max_rss_growth_kib = max(self.max_rss_growth_kib, other.max_rss_growth_kib)
+        self.max_block_growth = max(self.max_block_growth, other.max_block_growth)
         for failure in other.failures:
             self.record(failure, count=False)
         self.failure_counts.update(other.failure_counts)
@@ -776,10 +798,12 @@ def _alarm(signum: int, frame: FrameType | None) -> None:
 
 def run_case(case: Case, options: Options, stats: Stats) -> None:
     """Run one case under the oracle, recording its outcome in ``stats``."""
-    traced = options.trace_every > 0 and case.index % options.trace_every == 0
+    # every trace_every-th case of each worker (workers take every jobs-th index)
+    traced = options.trace_every > 0 and (case.index // options.jobs) % options.trace_every == 0
     if traced:
         tracemalloc.start()
     failure: tuple[str, str, str] | None = None
+    rejections = (SpecError, btf.BTFError) if case.target == "elf" else (btf.BTFError,)
     signal.setitimer(signal.ITIMER_REAL, options.hang_seconds)
     start = time.perf_counter()
     try:
@@ -787,7 +811,7 @@ def run_case(case: Case, options: Options, stats: Stats) -> None:
             outcome = exercise_elf(case.data) if case.target == "elf" else exercise_btf(case.data, case.base)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-    except (SpecError, btf.BTFError) if case.target == "elf" else btf.BTFError as err:
+    except rejections as err:
         outcome = "rejected"
         if not str(err):
             failure = ("crash", "empty error message", innermost_project_frame(err))
@@ -839,13 +863,22 @@ class Options:
 
 def case_plan(options: Options, worker: int) -> Iterator[tuple[Target, int]]:
     """The ``(target, index)`` pairs worker ``worker`` runs: case ``n`` of the run is target
-    ``targets[n % len(targets)]``, index ``n // len(targets)``; workers take every ``jobs``-th."""
-    for n in range(worker, options.cases, options.jobs):
-        yield options.targets[n % len(options.targets)], n // len(options.targets)
+    ``targets[n % len(targets)]``, index ``n // len(targets)``; workers take every ``jobs``-th
+    index (of every target)."""
+    count = len(options.targets)
+    for n in range(options.cases):
+        if (n // count) % options.jobs == worker:
+            yield options.targets[n % count], n // count
 
 
 def rss_kib() -> int:
-    """This process's peak resident set (KiB, ``ru_maxrss``)."""
+    """This process's resident set now (KiB, from ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
+def max_rss_kib() -> int:
+    """This process's peak resident set so far (KiB, ``getrusage`` ``ru_maxrss``)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
@@ -854,20 +887,30 @@ def worker_main(options: Options, worker: int) -> Stats:
     signal.signal(signal.SIGALRM, _alarm)
     corpus = Corpus.load()
     stats = Stats()
+    blocks = 0
     started = time.monotonic()
     for done, (target, index) in enumerate(case_plan(options, worker)):
         if done == WARMUP:
+            gc.collect()
             stats.rss_baseline_kib = rss_kib()
+            blocks = sys.getallocatedblocks()
         run_case(make_case(corpus, options.seed, target, index), options, stats)
         if options.progress and done and done % 20_000 == 0:
             print(f"[worker {worker}] {done} cases, {time.monotonic() - started:.0f} s, "
                   f"{sum(stats.failure_counts.values())} failures", file=sys.stderr, flush=True)
+    gc.collect()
     stats.rss_end_kib = rss_kib()
+    stats.max_rss_kib = max_rss_kib()
     if stats.rss_baseline_kib:
         stats.max_rss_growth_kib = stats.rss_end_kib - stats.rss_baseline_kib
-        if stats.max_rss_growth_kib * 1024 > RSS_GROWTH_LIMIT:
+        stats.max_block_growth = sys.getallocatedblocks() - blocks
+        if stats.max_block_growth > BLOCK_GROWTH_LIMIT:
+            stats.record(Failure("leak", f"worker {worker}", "", "",
+                                 f"{stats.max_block_growth} more memory blocks allocated by the interpreter "
+                                 "after the run than after warm-up", "", b""))
+        if options.trace_every == 0 and stats.max_rss_growth_kib * 1024 > RSS_GROWTH_LIMIT:
             stats.record(Failure("rss", f"worker {worker}", "", "",
-                                 f"peak RSS grew by {stats.max_rss_growth_kib} KiB after warm-up", "", b""))
+                                 f"RSS grew by {stats.max_rss_growth_kib} KiB after warm-up", "", b""))
     return stats
 
 
@@ -927,16 +970,21 @@ def summary(stats: Stats, options: Options, wall: float) -> dict[str, object]:
         "rss_after_warmup_kib": stats.rss_baseline_kib,
         "rss_end_kib": stats.rss_end_kib,
         "max_rss_growth_kib": stats.max_rss_growth_kib,
-        "rss_growth_limit_kib": RSS_GROWTH_LIMIT // 1024,
+        "max_rss_high_water_kib": stats.max_rss_kib,
+        "rss_growth_limit_kib": RSS_GROWTH_LIMIT // 1024 if options.trace_every == 0 else "not enforced "
+                                "(tracemalloc on)",
+        "max_interpreter_block_growth": stats.max_block_growth,
+        "block_growth_limit": BLOCK_GROWTH_LIMIT,
     }
 
 
 def replay(options: Options, case_id: str, save: Path | None) -> int:
     """Run one case in the foreground, with its traceback if it fails."""
-    target, _, index = case_id.partition(":")
-    if target not in TARGETS:
+    name, _, index = case_id.partition(":")
+    target = next((t for t in TARGETS if t == name), None)
+    if target is None or not index.isdigit():
         raise SystemExit(f"--replay takes TARGET:INDEX with TARGET one of {TARGETS}")
-    case = make_case(Corpus.load(), options.seed, target, int(index))  # type: ignore[arg-type]
+    case = make_case(Corpus.load(), options.seed, target, int(index))
     print(f"case {case.id} seed {case.seed} ({len(case.data)} bytes)\nmutation: {case.mutation}")
     if save is not None:
         save.write_bytes(case.data)
@@ -962,7 +1010,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", choices=("btf", "elf", "all"), default="all")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
     parser.add_argument("--max-seconds", type=float, default=1.0, help="time limit per case (default 1)")
-    parser.add_argument("--hang-seconds", type=float, default=10.0, help="interrupt a case after this long")
+    parser.add_argument("--hang-seconds", type=float, default=10.0,
+                        help="interrupt a case after this long (default 10)")
     parser.add_argument("--trace-every", type=int, default=8,
                         help="measure tracemalloc peaks on every N-th case (0: never; default 8)")
     parser.add_argument("--crash-dir", type=Path, default=ROOT / "tools" / "fuzz-failures",

@@ -8,6 +8,7 @@ finally checks that every symbolic reference names something that exists.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -43,12 +44,41 @@ def load_collection_spec(
     if isinstance(source, (bytes, bytearray, memoryview)):
         return read_collection(ObjectFile(bytes(source)))
     if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        with open(name, "rb") as f:
-            return read_collection(ObjectFile(_read_opened(f, str(name)), name=str(name)))
+        name = str(os.fspath(source))
+        return read_collection(ObjectFile(read_object_file(name), name=name))
     if isinstance(source, (io.RawIOBase, io.BufferedIOBase)) or hasattr(source, "read"):
         return read_collection(ObjectFile(_read_bounded(source, "<file>")))
     raise TypeError(f"expected a path, bytes or a binary file, got {type(source).__name__}")
+
+
+def read_object_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the file at ``path``: at most :data:`MAX_OBJECT_SIZE` (checked before
+    reading a regular file), without blocking on a FIFO that has no writer.
+
+    ``SpecError`` if the file is too large; ``OSError`` (naming it) if it cannot be read.
+    """
+    name = str(os.fspath(path))
+    with _open_object(name) as f:
+        return _read_opened(f, name)
+
+
+def _open_object(name: str) -> BinaryIO:
+    """Open ``name`` for reading without blocking on a FIFO that has no writer.
+
+    ``open(2)`` of a FIFO waits for a writer; with ``O_NONBLOCK`` it does not, and reads
+    then see end-of-file at once (the object is empty) unless a writer has come. The
+    descriptor is made blocking again, so reads from a writer wait for its data (a shell's
+    ``<(cat prog.o)`` works). A directory is an ``IsADirectoryError`` naming it.
+    """
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _read_opened(f: BinaryIO, name: str) -> bytes:
