@@ -19,7 +19,6 @@ import errno
 import functools
 import re
 import struct
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from ebpfspec import MapSpec, MapType, UpdateFlags
 from loader.backend import Backend, MapAttrs, MapInfo
 from loader.errors import BatchCursorError, LoaderError, MapClosedError, MapError, map_error
 from loader.handle import Handle, HandleClosed
+from loader.live import LiveObject
 
 if TYPE_CHECKING:
     from loader.typed import TypedMap
@@ -88,7 +88,7 @@ class BatchCursor:
             )
 
 
-class Map:
+class Map(LiveObject):
     """A live BPF map. Create with :meth:`create`, :meth:`load_pinned`, :meth:`from_fd`, :meth:`from_id`."""
 
     def __init__(
@@ -205,48 +205,6 @@ class Map:
 
     # -- lifetime ---------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Release the descriptor (idempotent). Waits for operations running in other threads."""
-        self._handle.close()
-
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._handle.closed
-
-    def fileno(self) -> int:
-        """The descriptor (raises :class:`MapClosedError` if closed). Stays owned by this Map."""
-        try:
-            return self._handle.peek()
-        except HandleClosed:
-            raise MapClosedError("fileno", self.name) from None
-
-    @property
-    def fd(self) -> int:
-        """Same as :meth:`fileno`."""
-        return self.fileno()
-
-    @property
-    def backend(self) -> Backend:
-        """The backend this map lives in."""
-        return self._backend
-
-    def __enter__(self) -> Map:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle is not None and not handle.closed:
-            warnings.warn(f"unclosed map {self.name!r}", ResourceWarning, stacklevel=2, source=self)
-            handle.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self._handle.peek()}"
-        return f"<loader.Map {self.name!r} {self.type} {state}>"
-
     # -- kernel-side metadata --------------------------------------------------------------------
 
     def info(self) -> MapInfo:
@@ -257,32 +215,6 @@ class Map:
         """
         info: MapInfo = self._call("info", self._backend.map_info)
         return attrs.evolve(info, btf_fallback=self._btf_fallback)
-
-    def pin(self, path: str) -> None:
-        """Pin the map at ``path`` (on bpffs)."""
-        from loader.pinning import check_pin_target
-
-        check_pin_target(path, self._backend)
-        self._call("pin", self._backend.obj_pin, path)
-        self._pinned_path = path
-
-    def unpin(self) -> None:
-        """Remove the pin made by :meth:`pin` or found by :meth:`load_pinned` (no-op if none)."""
-        path = self._pinned_path
-        if path is None:
-            return
-        try:
-            self._backend.obj_unpin(path)
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            raise MapError(err.errno or errno.EIO, "unpin", self.name, path) from None
-        self._pinned_path = None
-
-    @property
-    def pinned_path(self) -> str | None:
-        """Where the map is pinned, if this Map pinned or loaded it."""
-        return self._pinned_path
 
     def freeze(self) -> None:
         """Make the map read-only for user space (``BPF_MAP_FREEZE``)."""
@@ -541,6 +473,13 @@ class Map:
         return TypedMap(self)
 
     # -- internals -----------------------------------------------------------------------------------
+
+    KIND = "map"
+
+    def _error(self, code: int, op: str, detail: str = "") -> LoaderError:
+        if code == errno.EBADF and op == "fileno":
+            return MapClosedError(op, self.name)
+        return MapError(code, op, self.name, detail)
 
     def _call(self, op: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a backend operation on the descriptor, turning errors into the library's."""

@@ -12,7 +12,6 @@ import errno
 import functools
 import os
 import socket
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from loader.link import (
     socket_attach,
     uprobe_offset,
 )
+from loader.live import LiveObject
 from loader.program_load import (
     KconfigValues,
     ProgramBTF,
@@ -55,7 +55,7 @@ TEST_RUN_HEADROOM = 256
 MAX_TEST_RUN_OUTPUT = 1 << 24
 
 
-class Program:
+class Program(LiveObject):
     """A loaded BPF program. Get one from :func:`loader.load_collection` or :meth:`Program.load`."""
 
     def __init__(
@@ -156,69 +156,12 @@ class Program:
 
     # -- lifetime --------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Release the descriptor (idempotent); waits for operations in other threads."""
-        self._handle.close()
-
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._handle.closed
-
-    def fileno(self) -> int:
-        """The descriptor (``ProgramError`` EBADF if closed)."""
-        try:
-            return self._handle.peek()
-        except HandleClosed:
-            raise ProgramError(errno.EBADF, "fileno", self.name, "the program is closed") from None
-
-    @property
-    def fd(self) -> int:
-        """Same as :meth:`fileno`."""
-        return self.fileno()
-
-    def __enter__(self) -> Program:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle is not None and not handle.closed:
-            warnings.warn(f"unclosed program {self.name!r}", ResourceWarning, stacklevel=2, source=self)
-            handle.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self._handle.peek()}"
-        return f"<loader.Program {self.name!r} {self.type} {state}>"
-
     # -- operations --------------------------------------------------------------------------------
 
     def info(self) -> ProgramInfo:
         """What the kernel reports about the program."""
         info: ProgramInfo = self._call("info", self._backend.prog_info)
         return info
-
-    def pin(self, path: str) -> None:
-        """Pin the program at ``path`` (on bpffs)."""
-        from loader.pinning import check_pin_target
-
-        check_pin_target(path, self._backend)
-        self._call("pin", self._backend.obj_pin, path)
-        self._pinned_path = path
-
-    def unpin(self) -> None:
-        """Remove the pin made by :meth:`pin` / found by :meth:`load_pinned` (no-op if none)."""
-        if self._pinned_path is None:
-            return
-        try:
-            self._backend.obj_unpin(self._pinned_path)
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            raise ProgramError(err.errno or errno.EIO, "unpin", self.name, self._pinned_path) from None
-        self._pinned_path = None
 
     def test_run(
         self,
@@ -495,6 +438,11 @@ class Program:
             yield fd
         finally:
             self._handle.release()
+
+    KIND = "program"
+
+    def _error(self, code: int, op: str, detail: str = "") -> LoaderError:
+        return ProgramError(code, op, self.name, detail)
 
     def _call(self, op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
