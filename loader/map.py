@@ -230,10 +230,9 @@ class Map(LiveObject):
         """
         if key.__class__ is not bytes or len(key) != self._exact_key:
             key = self._key(key)
-        # Handle.acquire()/release() inlined (the same protocol: see loader.handle).
+        # Handle.acquire()/release() inlined (the same protocol: see loader.handle), without
+        # acquire's early check of the closed flag: the check after taking the use decides.
         handle = self._handle
-        if handle._closed:
-            raise MapClosedError("lookup", self.name) from None
         users = handle._users
         users.append(None)
         try:

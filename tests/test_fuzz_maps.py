@@ -348,14 +348,8 @@ def kernel_backend() -> Backend:
 
 
 #: MemoryBackend finding: Linux 6.18 replaces the value of an existing HASH_OF_MAPS key in place.
-HASH_OF_MAPS_IN_PLACE = (
-    "loader/memory (MemoryBackend) bug: Linux 6.18 updates the value of an existing HASH_OF_MAPS key in "
-    "place, so the element keeps its position in its bucket; the model re-inserts it at the head of the "
-    "bucket as for HASH, so get_next_key/batch order then differs (see "
-    "test_hash_of_maps_update_keeps_its_place)"
-)
 #: Shapes whose seeded program hits a known difference between the model and the kernel.
-KNOWN_DIFFERENCES = {"hash_of_maps-k4v4m4f0x40": HASH_OF_MAPS_IN_PLACE}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
 @pytest.mark.kernel
@@ -389,7 +383,6 @@ def test_lockstep(shape: Shape) -> None:
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail(strict=True, reason=HASH_OF_MAPS_IN_PLACE)
 def test_hash_of_maps_update_keeps_its_place() -> None:
     """Two keys in one bucket of a HASH_OF_MAPS (zero seed): replacing the second one's inner
     map leaves the walk order as it was on the kernel; the model must do the same."""

@@ -335,7 +335,7 @@ class KernelBackend:
             if n:
                 if n > st.key_cap:
                     st.grow_key(n)
-                st.key_mv[:n] = key
+                st.key_buf.raw = key  # copies len(key) bytes: cheaper than a memoryview slice
                 a = st.elem
                 a.map_fd = fd
                 a.flags = flags
@@ -353,7 +353,7 @@ class KernelBackend:
                 st.val_mv[: len(value)] = value
             if _SYSCALL(_NR, _LOOKUP, ptr, MAP_ELEM_SIZE) < 0:
                 _raise_errno()
-            return st.val_mv[:value_size].tobytes()
+            return st.val_buf[:value_size]  # a c_char array's slice is bytes
         finally:
             free.append(st)
 
@@ -365,12 +365,12 @@ class KernelBackend:
             m = len(value)
             if m > st.val_cap:
                 st.grow_value(m)
-            st.val_mv[:m] = value
+            st.val_buf.raw = value
             n = len(key)
             if n:
                 if n > st.key_cap:
                     st.grow_key(n)
-                st.key_mv[:n] = key
+                st.key_buf.raw = key
                 a = st.elem
                 a.map_fd = fd
                 a.flags = flags
@@ -398,7 +398,7 @@ class KernelBackend:
         try:
             if n > st.key_cap:
                 st.grow_key(n)
-            st.key_mv[:n] = key
+            st.key_buf.raw = key
             st.delete.map_fd = fd
             if _SYSCALL(_NR, _DELETE, st.delete_ptr, MAP_ELEM_SIZE) < 0:
                 _raise_errno()
@@ -417,7 +417,7 @@ class KernelBackend:
             if n:
                 if n > st.key_cap:
                     st.grow_key(n)
-                st.key_mv[:n] = key
+                st.key_buf.raw = key
                 a = st.elem
                 ptr = st.elem_ptr
             else:
@@ -427,7 +427,7 @@ class KernelBackend:
             a.flags = flags
             if _SYSCALL(_NR, _LOOKUP_AND_DELETE, ptr, MAP_ELEM_SIZE) < 0:
                 _raise_errno()
-            return st.val_mv[:value_size].tobytes()
+            return st.val_buf[:value_size]
         finally:
             free.append(st)
 
@@ -446,12 +446,12 @@ class KernelBackend:
                 n = len(key)
                 if n > st.key_cap:
                     st.grow_key(n)
-                st.key_mv[:n] = key
+                st.key_buf.raw = key
                 st.next.map_fd = fd
                 ptr = st.next_ptr
             if _SYSCALL(_NR, _NEXT_KEY, ptr, MAP_ELEM_SIZE) < 0:
                 _raise_errno()
-            return st.val_mv[:key_size].tobytes()
+            return st.val_buf[:key_size]
         finally:
             free.append(st)
 

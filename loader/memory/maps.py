@@ -566,7 +566,8 @@ class HashMap(MemoryMap):
     """``HASH``, ``PERCPU_HASH``, ``LRU_HASH``, ``LRU_PERCPU_HASH``, ``HASH_OF_MAPS``.
 
     Buckets like the kernel's: ``n_buckets = roundup_pow_of_two(max_entries)``, a new or
-    replaced element goes to the head of its bucket (per-CPU updates happen in place),
+    replaced element goes to the head of its bucket (per-CPU and map-of-maps updates happen
+    in place),
     ``get_next_key`` walks bucket by bucket from the head, and batches return whole
     buckets (ENOSPC when the first bucket does not fit). The bucket of a key is the
     kernel's ``jhash`` with seed 0, for every map: a ``BPF_F_ZERO_SEED`` map walks in
@@ -754,8 +755,10 @@ class HashMap(MemoryMap):
         values[key] = stored
         if not present:
             self._link(key)
-        elif not self._percpu:  # a new element at the head replaces the old one
-            self._relink(key)
+        elif not self._percpu and self.map_type != MapType.HASH_OF_MAPS:
+            self._relink(key)  # a new element at the head replaces the old one
+        # per-CPU hashes and maps of maps (htab_map_update_elem_in_place, as Linux 6.18 does)
+        # update the element in place: it keeps its position in the bucket
         if isinstance(old, BpfObject):
             self.table.decref(old)
 
