@@ -7,15 +7,17 @@ The steps, each a small function below:
    ``LoadAndAssign``).
 2. :func:`plan_maps` — per map: a replacement to duplicate, a pin to reuse or create,
    or a plain creation; with the fixups computed, never written back to the spec.
-3. :func:`create_maps` — run the map plans on a thread pool of ``workers``. A map's
+3. :func:`load_collection_btf` — the collection's BTF, with the line-info strings of the
+   programs to load, is loaded once (``BPF_BTF_LOAD``) for every map whose key/value
+   types it holds and for every program's func/line info.
+4. :func:`create_maps` — run the map plans on a thread pool of up to ``workers``. A map's
    inner template is created just before the map itself; data sections are filled
    (and ``.rodata`` frozen) inside their creation, so before any program could load.
-   The collection's BTF is loaded once for all the maps whose key/value types it holds
-   (:func:`load_shared_btf`); a map goes back to loading its own types (and then to no
-   BTF) if that load or the map's creation with it is refused.
-4. :func:`load_programs` — the collection's BTF is loaded once, then the programs
-   (relocated to the maps' descriptors, CO-RE applied) on the same pool.
-5. :func:`fill_named_contents` — maps of maps and program arrays get the objects their
+   A map goes back to loading its own types (and then to no BTF) if the collection's
+   BTF was refused or the map's creation with it is.
+5. :func:`load_programs` — the programs (relocated to the maps' descriptors, CO-RE
+   applied) on the same kind of pool; without func/line info if the BTF was refused.
+6. :func:`fill_named_contents` — maps of maps and program arrays get the objects their
    ``contents`` name, once everything they name exists.
 
 On any failure every descriptor created so far is closed and every pin this call
@@ -42,13 +44,13 @@ import attrs
 import btf
 from ebpfspec import CollectionSpec, MapSpec, PinType, ProgramSpec
 from loader.backend import Backend
-from loader.create import SharedBTF, create_map, marshal_shared_btf
+from loader.create import TYPES_WITHOUT_BTF, SharedBTF, create_map, marshal_shared_btf
 from loader.errors import LoaderError, MapError, MapIncompatibleError
 from loader.kconfig import KCONFIG_MAP, kconfig_externs, kconfig_map
 from loader.map import Map, default_backend
 from loader.pinning import check_pin_dir, pin_file
 from loader.program import Program, kernel_btf_source, load_one
-from loader.program_load import KconfigValues, load_program_btf
+from loader.program_load import KconfigValues, ProgramBTF, line_info_strings
 
 #: Default size of the map-creation thread pool.
 DEFAULT_WORKERS = 4
@@ -120,24 +122,32 @@ def load_collection(
         raise ValueError(f"workers must be at least 1, got {workers}")
     map_names, program_names = select(spec, only)
     plans = plan_maps(spec, map_names, pin_path, map_replacements or {}, backend)
+    chosen = [p for name, p in spec.programs.items() if name in program_names]
     created = CreatedObjects(backend)
     pool_size = workers or DEFAULT_WORKERS
     try:
-        maps = create_maps(plans, backend, pool_size, created, types=spec.types)
-        kconfig = load_kconfig(spec, program_names, backend, created)
-        if kconfig is not None:
-            maps = {**maps, KCONFIG_MAP: kconfig.map}
-        programs = load_programs(
-            spec,
-            program_names,
-            maps,
-            backend,
-            pool_size,
-            created,
-            kernel=kernel_btf_source(kernel_types),
-            log_level=log_level,
-            kconfig=kconfig,
-        )
+        collection_btf = load_collection_btf(spec.types, plans, chosen, backend)
+        try:
+            maps = create_maps(plans, backend, pool_size, created,
+                               shared=collection_btf.shared if collection_btf else None)
+            kconfig = load_kconfig(spec, program_names, backend, created)
+            if kconfig is not None:
+                maps = {**maps, KCONFIG_MAP: kconfig.map}
+            programs = load_programs(
+                spec,
+                chosen,
+                maps,
+                backend,
+                pool_size,
+                created,
+                kernel=kernel_btf_source(kernel_types),
+                log_level=log_level,
+                kconfig=kconfig,
+                program_btf=collection_btf.program if collection_btf else None,
+            )
+        finally:
+            if collection_btf is not None:
+                backend.close(collection_btf.fd)
         fill_named_contents(spec, maps, programs)
     except BaseException:
         created.undo()
@@ -261,55 +271,69 @@ class CreatedObjects:
             m.close()
 
 
-def create_maps(
-    plans: list[MapPlan], backend: Backend, workers: int, created: CreatedObjects,
-    *, types: btf.Spec | None = None,
-) -> dict[str, Map]:
-    """Run every plan, ``workers`` at a time; the first failure cancels the rest.
+@attrs.frozen
+class CollectionBTF:
+    """The collection's BTF loaded once: one descriptor, seen by the maps as :class:`SharedBTF`
+    and by the programs as :class:`ProgramBTF` (with the offsets of their line-info strings)."""
 
-    ``types``: the collection's BTF, loaded once for the maps whose types it holds.
-    """
-    shared = load_shared_btf(types, plans, backend)
-    try:
-        tasks = {plan.spec.name: functools.partial(realise_map, plan, backend, created, shared)
-                 for plan in plans}
-        return run_all(tasks, workers, "ebpfspec-map")
-    finally:
-        if shared is not None:
-            backend.close(shared.fd)
+    fd: int
+    shared: SharedBTF | None
+    program: ProgramBTF | None
 
 
-#: Fewest maps that must need the collection's BTF for it to be loaded once for all of them
+#: Fewest maps that must need the collection's BTF for it to be loaded for maps alone
 #: (below, each map loads its own key/value types: the same number of loads, smaller ones).
 SHARED_BTF_MIN_MAPS = 2
 
 
-def load_shared_btf(types: btf.Spec | None, plans: Iterable[MapPlan], backend: Backend) -> SharedBTF | None:
-    """``types`` loaded once (``BPF_BTF_LOAD``) for the maps the plans may create with BTF from it.
+def load_collection_btf(
+    types: btf.Spec | None, plans: Iterable[MapPlan], programs: Sequence[ProgramSpec], backend: Backend
+) -> CollectionBTF | None:
+    """``types`` loaded once (``BPF_BTF_LOAD``), with every line-info string of ``programs``
+    added, for the maps the plans may create with BTF from it and for the programs.
 
-    None when fewer than :data:`SHARED_BTF_MIN_MAPS` maps would use it, or when it cannot
-    be marshaled or the kernel refuses it: those maps then load their own types, as they
-    would without it. The caller closes the descriptor once the maps exist.
+    None when there are no programs and fewer than :data:`SHARED_BTF_MIN_MAPS` maps would
+    use it, or when it is split BTF, cannot be marshaled or the kernel refuses it: maps then
+    load their own types, as they would without it, and programs load without func/line
+    info (as libbpf does). The caller closes the descriptor once the programs are loaded.
     """
     if types is None or types.base is not None:
         return None
-    users = 0
-    for plan in plans:
-        if plan.replacement is None and _uses_types(plan.spec, types):
-            users += 1
-    if users < SHARED_BTF_MIN_MAPS:
+    map_users = sum(1 for plan in plans if plan.replacement is None and _uses_types(plan.spec, types))
+    if not programs and map_users < SHARED_BTF_MIN_MAPS:
         return None
     try:
-        fd = backend.btf_load(marshal_shared_btf(types))
+        raw, offsets = marshal_shared_btf(types, line_info_strings(programs))
+        fd = backend.btf_load(raw)
     except (OSError, btf.BTFError):
         return None
-    return SharedBTF(fd, types)
+    return CollectionBTF(
+        fd=fd,
+        shared=SharedBTF(fd, types) if map_users else None,
+        program=ProgramBTF(fd, offsets) if programs else None,
+    )
+
+
+def create_maps(
+    plans: list[MapPlan], backend: Backend, workers: int, created: CreatedObjects,
+    *, shared: SharedBTF | None = None,
+) -> dict[str, Map]:
+    """Run every plan, on up to ``workers`` threads; the first failure cancels the rest.
+
+    ``shared``: the collection's BTF, already loaded, for the maps whose types it holds.
+    """
+    tasks = {plan.spec.name: functools.partial(realise_map, plan, backend, created, shared)
+             for plan in plans}
+    return run_all(tasks, workers, "ebpfspec-map")
 
 
 def _uses_types(spec: MapSpec, types: btf.Spec) -> bool:
-    """True if ``spec`` (or its inner map) has a key/value type from ``types``."""
+    """True if ``spec`` (or its inner map) is created with a key/value type from ``types``."""
     current: MapSpec | None = spec
     while current is not None:
+        if current.type in TYPES_WITHOUT_BTF:
+            current = current.inner_map
+            continue
         for t in (current.key, current.value):
             if t is not None and t.spec is types:
                 return True
@@ -320,8 +344,15 @@ def _uses_types(spec: MapSpec, types: btf.Spec) -> bool:
 _T = TypeVar("_T")
 
 
+#: Tasks (maps to create, programs to load) that make starting one more thread worth it:
+#: starting and joining a thread costs ~60 µs here, about what four small maps take to
+#: create or four small programs to load.
+TASKS_PER_THREAD = 4
+
+
 def run_all(tasks: Mapping[str, Callable[[], _T]], workers: int, name: str) -> dict[str, _T]:
-    """Run ``tasks`` on ``workers`` threads named ``name``. The first failure stops the tasks not
+    """Run ``tasks`` on up to ``workers`` threads named ``name``, one thread per
+    :data:`TASKS_PER_THREAD` tasks. The first failure stops the tasks not
     yet started and is raised once the running ones have finished, so the caller's undo sees
     everything they made. The results are in the order of ``tasks``.
 
@@ -348,7 +379,8 @@ def run_all(tasks: Mapping[str, Callable[[], _T]], workers: int, name: str) -> d
             except BaseException as err:  # raised by the caller once all have stopped
                 failures.append(err)
 
-    threads = [threading.Thread(target=work, name=f"{name}_{i}") for i in range(min(workers, n))]
+    count = min(workers, -(-n // TASKS_PER_THREAD))
+    threads = [threading.Thread(target=work, name=f"{name}_{i}") for i in range(count)]
     try:
         for thread in threads:
             thread.start()
@@ -449,7 +481,7 @@ def _load_pinned(spec: MapSpec, path: str, backend: Backend) -> Map | None:
 
 def load_programs(
     spec: CollectionSpec,
-    names: set[str],
+    chosen: Sequence[ProgramSpec],
     maps: Mapping[str, Map],
     backend: Backend,
     workers: int,
@@ -458,12 +490,10 @@ def load_programs(
     kernel: Callable[[], btf.Spec],
     log_level: int,
     kconfig: KconfigValues | None = None,
+    program_btf: ProgramBTF | None = None,
 ) -> dict[str, Program]:
-    """Load the selected programs, sharing one load of the collection's BTF."""
-    if not names:
-        return {}
-    chosen = [p for name, p in spec.programs.items() if name in names]
-    program_btf = load_program_btf(spec.types, chosen, backend)
+    """Load the ``chosen`` programs of ``spec``, with the collection's BTF ``program_btf``
+    (already loaded; None: without func/line info)."""
 
     def load(program: ProgramSpec) -> Program:
         loaded = load_one(
@@ -480,11 +510,7 @@ def load_programs(
         created.add_program(loaded)
         return loaded
 
-    try:
-        return run_all({p.name: functools.partial(load, p) for p in chosen}, workers, "ebpfspec-prog")
-    finally:
-        if program_btf is not None:
-            backend.close(program_btf.fd)
+    return run_all({p.name: functools.partial(load, p) for p in chosen}, workers, "ebpfspec-prog")
 
 
 def load_kconfig(

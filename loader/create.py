@@ -28,6 +28,7 @@ from typing import Any
 import attrs as attrs_lib
 
 import btf
+from btf.marshal import marshal_with_strings
 from btf.wire import ByteOrder
 from ebpfspec import MapSpec, MapType
 from loader.backend import Backend, MapAttrs
@@ -63,28 +64,38 @@ class SharedBTF:
         return (key.id if key is not None else 0), (value.id if value is not None else 0)
 
 
-def marshal_shared_btf(types: btf.Spec) -> bytes:
-    """``types``' own types as one raw BTF blob in the machine's byte order, IDs unchanged.
+def marshal_shared_btf(types: btf.Spec, strings: tuple[str, ...] = ()) -> tuple[bytes, dict[str, int]]:
+    """``types``' own types as one raw BTF blob in the machine's byte order, IDs unchanged,
+    with ``strings`` (programs' line-info file names and source lines) added to its string
+    table; also each of those strings' offset in it.
 
     ``BTFError`` for split BTF (IDs would start after a base the kernel is not given).
-    Remembered per spec object while it lives (a ``btf.Spec`` does not change), so loading
-    the same collection again does not marshal it again.
+    Remembered per spec object while it lives (a ``btf.Spec`` does not change) and per
+    ``strings``, so loading the same collection again does not marshal it again.
     """
     entry = _MARSHALED.get(id(types))
-    if entry is not None and entry[0]() is types:
-        remembered: bytes = entry[1]
-        return remembered
+    if entry is not None and entry[0]() is types and entry[1] == strings:
+        return entry[2], dict(entry[3])
     if types.base is not None:
         raise btf.BTFError("split BTF cannot be loaded as a collection's BTF on its own")
-    raw = btf.marshal_types(list(types.own_types()), byte_order=_NATIVE_ORDER)
-    _remember(_MARSHALED, _MARSHALED_SIZE, types, (raw,))
-    return raw
+    raw, offsets = marshal_with_strings(list(types.own_types()), strings, byte_order=_NATIVE_ORDER)
+    _remember(_MARSHALED, _MARSHALED_SIZE, types, (strings, raw, dict(offsets)))
+    return raw, offsets
 
 
 #: :func:`marshal_shared_btf`'s blobs by ``id`` of the spec, with a weak reference to it (an
 #: entry counts only while the reference gives the very spec asked about); cleared when full.
-_MARSHALED: dict[int, tuple[Any, ...]] = {}  # (weakref.ref[btf.Spec], bytes)
+_MARSHALED: dict[int, tuple[Any, ...]] = {}  # (weakref.ref[btf.Spec], strings, bytes, offsets)
 _MARSHALED_SIZE = 16
+
+
+#: Map types the kernel creates with no key/value BTF (their ``map_check_btf`` refuses any):
+#: their types are never sent, as libbpf does, instead of a refused attempt and a fallback.
+TYPES_WITHOUT_BTF = frozenset({
+    MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE, MapType.ARRAY_OF_MAPS,
+    MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP, MapType.XSKMAP,
+    MapType.SOCKMAP, MapType.SOCKHASH, MapType.QUEUE, MapType.STACK,
+})
 
 
 def create_map(spec: MapSpec, backend: Backend, shared_btf: SharedBTF | None = None) -> Map:
@@ -104,7 +115,7 @@ def create_map(spec: MapSpec, backend: Backend, shared_btf: SharedBTF | None = N
             assert plain is not None
             inner_fd = -1
             attrs = plain
-        if spec.key is None and spec.value is None:
+        if (spec.key is None and spec.value is None) or spec.type in TYPES_WITHOUT_BTF:
             fd, fallback = _create(spec, attrs, backend), ""
         else:
             fd, fallback = create_with_btf_fallback(

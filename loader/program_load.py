@@ -69,18 +69,25 @@ def load_program_btf(
     kernel refuses it (programs then load without func/line info, as libbpf does)."""
     if types is None:
         return None
+    raw, offsets = marshal_with_strings(list(types.own_types()), line_info_strings(programs),
+                                        byte_order=_native_order())
+    try:
+        fd = backend.btf_load(raw)
+    except OSError:
+        return None
+    return ProgramBTF(fd, offsets)
+
+
+def line_info_strings(programs: Sequence[ProgramSpec]) -> tuple[str, ...]:
+    """Every file name and source line the programs' line info refers to, each once, in order
+    of first use: the strings a loaded BTF must hold for that line info."""
     needed: dict[str, None] = {}
     for program in programs:
         for insn in program.instructions:
             if insn.line_info is not None:
                 needed.setdefault(insn.line_info.file_name)
                 needed.setdefault(insn.line_info.line)
-    raw, offsets = marshal_with_strings(list(types.own_types()), needed, byte_order=_native_order())
-    try:
-        fd = backend.btf_load(raw)
-    except OSError:
-        return None
-    return ProgramBTF(fd, offsets)
+    return tuple(needed)
 
 
 # -- step 1 -----------------------------------------------------------------------------------
