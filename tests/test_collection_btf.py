@@ -3,6 +3,7 @@ and runs small collections without a thread per task."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -50,8 +51,9 @@ def test_one_btf_load_serves_maps_and_programs(kernel: CountingKernel, name: str
         assert kernel.btf_loads == 1
         program_btf_ids = {p.info().btf_id for p in coll.programs.values()}
         assert len(program_btf_ids) == 1 and 0 not in program_btf_ids
-        typed_maps = [m for n, m in coll.maps.items() if spec.maps[n].value is not None
-                      and spec.maps[n].value.spec is spec.types and spec.maps[n].type not in TYPES_WITHOUT_BTF]
+        typed_maps = [m for n, m in coll.maps.items()
+                      if spec.maps[n].value is not None and spec.maps[n].value.spec is spec.types
+                      and spec.maps[n].type not in TYPES_WITHOUT_BTF]
         assert typed_maps
         for m in typed_maps:
             info = m.info()
@@ -72,17 +74,19 @@ def test_maps_alone_load_the_btf_once(kernel: CountingKernel) -> None:
         assert len({coll.maps[n].info().btf_id for n in typed}) == 1
 
 
+_LOCK = threading.Lock()
+
+
+def _note_thread(seen: set[str], i: int) -> int:
+    with _LOCK:
+        seen.add(threading.current_thread().name)
+    return i
+
+
 def test_run_all_starts_one_thread_per_tasks_per_thread() -> None:
     for n in (1, TASKS_PER_THREAD, TASKS_PER_THREAD + 1, 5 * TASKS_PER_THREAD):
         seen: set[str] = set()
-        lock = threading.Lock()
-
-        def task(i: int) -> int:
-            with lock:
-                seen.add(threading.current_thread().name)
-            return i
-
-        tasks = {str(i): (lambda i=i: task(i)) for i in range(n)}
+        tasks = {str(i): functools.partial(_note_thread, seen, i) for i in range(n)}
         assert run_all(tasks, 64, "t") == {str(i): i for i in range(n)}
         assert threading.current_thread().name not in seen  # the caller only waits
         assert len(seen) <= -(-n // TASKS_PER_THREAD)
