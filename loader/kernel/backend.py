@@ -353,7 +353,7 @@ class KernelBackend:
                 st.val_mv[: len(value)] = value
             if _SYSCALL(_NR, _LOOKUP, ptr, MAP_ELEM_SIZE) < 0:
                 _raise_errno()
-            return st.val_buf[:value_size]  # a c_char array's slice is bytes
+            return st.val_buf[:value_size]  # type: ignore[return-value]  # a c_char array's slice is bytes
         finally:
             free.append(st)
 
@@ -427,7 +427,7 @@ class KernelBackend:
             a.flags = flags
             if _SYSCALL(_NR, _LOOKUP_AND_DELETE, ptr, MAP_ELEM_SIZE) < 0:
                 _raise_errno()
-            return st.val_buf[:value_size]
+            return st.val_buf[:value_size]  # type: ignore[return-value]  # bytes, as above
         finally:
             free.append(st)
 
@@ -451,7 +451,7 @@ class KernelBackend:
                 ptr = st.next_ptr
             if _SYSCALL(_NR, _NEXT_KEY, ptr, MAP_ELEM_SIZE) < 0:
                 _raise_errno()
-            return st.val_buf[:key_size]
+            return st.val_buf[:key_size]  # type: ignore[return-value]  # bytes, as above
         finally:
             free.append(st)
 
