@@ -677,6 +677,13 @@ _register_flag(
 )
 
 
+def _register_bpf_f_flag(cls: type[_KernelFlag], versions: dict[str, KernelVersion]) -> None:
+    """:func:`_register_flag` for a ``BPF_F_*`` flag class: each member is printed (and known
+    to the kernel) as ``BPF_F_<member>``, and 0 as ``"0"``."""
+    bpf_f_names = {name: "BPF_F_" + name for name in cls.__members__}
+    _register_flag(cls, printed=bpf_f_names, kernel=bpf_f_names, zero_name="0", versions=versions)
+
+
 class MapFlags(_KernelFlag):
     """``map_flags`` of ``BPF_MAP_CREATE`` (Linux 6.18); printed as the ``BPF_F_*`` names, 0 as ``"0"``.
 
@@ -709,11 +716,8 @@ class MapFlags(_KernelFlag):
     NO_USER_CONV = 1 << 18
 
 
-_register_flag(
+_register_bpf_f_flag(
     MapFlags,
-    printed={name: "BPF_F_" + name for name in MapFlags.__members__},
-    kernel={name: "BPF_F_" + name for name in MapFlags.__members__},
-    zero_name="0",
     versions={
         "NO_PREALLOC": (4, 6),
         "NO_COMMON_LRU": (4, 10),
@@ -757,11 +761,8 @@ class ProgramFlags(_KernelFlag):
     TOKEN_FD = 1 << 16
 
 
-_register_flag(
+_register_bpf_f_flag(
     ProgramFlags,
-    printed={name: "BPF_F_" + name for name in ProgramFlags.__members__},
-    kernel={name: "BPF_F_" + name for name in ProgramFlags.__members__},
-    zero_name="0",
     versions={
         "STRICT_ALIGNMENT": (4, 12),
         "ANY_ALIGNMENT": (5, 0),
