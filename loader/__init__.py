@@ -19,7 +19,7 @@ from loader.errors import (
     VerifierError,
 )
 from loader.kernel import KernelBackend
-from loader.link import Link, LinkKind
+from loader.link import IterLink, Link, LinkKind
 from loader.map import BatchCursor, Map
 from loader.memory import MemoryBackend
 from loader.perf_reader import PerfReader, PerfRecord
@@ -33,6 +33,7 @@ __all__ = [
     "BatchCursorError",
     "BatchResult",
     "Collection",
+    "IterLink",
     "KernelBackend",
     "KeyExistsError",
     "KeyNotFoundError",

@@ -260,6 +260,18 @@ class Backend(Protocol):
         """``BPF_BTF_LOAD`` of a raw BTF blob; returns its handle."""
         ...
 
+    def btf_fd_by_id(self, btf_id: int) -> int:
+        """``BPF_BTF_GET_FD_BY_ID``: a new handle to the BTF object with this id (ENOENT if none)."""
+        ...
+
+    def btf_raw(self, fd: int) -> bytes:
+        """The raw blob of BTF object ``fd`` as loaded (``BPF_OBJ_GET_INFO_BY_FD``'s ``btf``).
+
+        EINVAL for a handle of another kind of object. A program's BTF is found this way
+        from :attr:`ProgramInfo.btf_id` (freplace targets).
+        """
+        ...
+
     # -- programs ------------------------------------------------------------------------------
 
     def prog_load(self, attrs: ProgramAttrs, *, log_level: int = 0, log_size: int = 0) -> tuple[int, str]:
@@ -292,15 +304,26 @@ class Backend(Protocol):
     # backend that cannot attach (MemoryBackend) raises OSError(EOPNOTSUPP) from all of them.
 
     def link_create(self, prog_fd: int, target_fd: int, attach_type: int, *, flags: int = 0,
-                    target_btf_id: int = 0, cookie: int = 0) -> int:
+                    target_btf_id: int = 0, cookie: int = 0, iter_info: bytes = b"") -> int:
         """``BPF_LINK_CREATE``: attach the program through a new link; returns the link's handle.
 
         ``target_fd`` is what ``attach_type`` attaches to: an ifindex for ``BPF_XDP``, a
         perf event for ``BPF_PERF_EVENT``, a cgroup directory for cgroup attach types, a
         target program for freplace (0 where there is none). ``target_btf_id`` is for
         freplace and tracing programs; ``cookie`` (``bpf_get_attach_cookie``) for
-        ``BPF_PERF_EVENT`` and tracing links. Closing the last handle detaches the program
+        ``BPF_PERF_EVENT`` and tracing links. ``iter_info`` is for ``BPF_TRACE_ITER``
+        (iterator) links: a packed ``union bpf_iter_link_info`` (the map to iterate, the
+        task to walk), ``b""`` for none. Closing the last handle detaches the program
         (unless the link is pinned).
+        """
+        ...
+
+    def iter_create(self, link_fd: int) -> int:
+        """``BPF_ITER_CREATE``: start an iteration of iterator link ``link_fd``.
+
+        Returns an ordinary read-only file descriptor (not a backend handle: the caller
+        reads it to EOF and closes it with ``os.close``), one fresh iteration per call.
+        EINVAL when ``link_fd`` is not an iterator link, EBADF when it is not open.
         """
         ...
 

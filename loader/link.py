@@ -17,6 +17,10 @@ Programs reach their hooks in four ways, and a :class:`Link` hides which one was
   and the descriptor it detaches from can never be someone else's) and removes the filter
   with ``SO_DETACH_BPF``.
 
+An iterator program (``iter/NAME``) attached with :meth:`loader.Program.attach_iter` gives an
+:class:`IterLink`: a BPF link whose :meth:`IterLink.open` starts an iteration and returns
+a file to read its output from.
+
 ``close()`` is idempotent and thread-safe (it waits for operations running in other threads,
 see :mod:`loader.handle`); a link garbage-collected while still open warns with
 ``ResourceWarning`` and is closed. A pinned link stays attached after ``close()`` until
@@ -35,11 +39,13 @@ import contextlib
 import enum
 import errno
 import fcntl
+import io
 import os
 import socket
+import struct
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Final, Self
 
 from loader.backend import Backend, LinkInfo
 from loader.errors import LoaderError, NotSupportedError, ProgramError
@@ -52,6 +58,7 @@ __all__ = [
     "XDP_FLAGS_HW_MODE",
     "XDP_FLAGS_SKB_MODE",
     "XDP_FLAGS_UPDATE_IF_NOEXIST",
+    "IterLink",
     "Link",
     "LinkKind",
     "uprobe_offset",
@@ -61,6 +68,13 @@ __all__ = [
 ATTACH_XDP: Final = 37
 ATTACH_PERF_EVENT: Final = 41
 ATTACH_TRACE_ITER: Final = 28
+#: ``enum bpf_link_type`` of iterator links.
+LINK_TYPE_ITER: Final = 4
+#: ``sizeof(union bpf_iter_link_info)`` (Linux 5.9+; the task part 6.1+), and the parts filled here:
+#: ``map.map_fd`` at 0; ``task.tid``, ``task.pid``, ``task.pid_fd`` at 0, 4, 8.
+ITER_LINK_INFO_SIZE: Final = 16
+_ITER_MAP: Final = struct.Struct("=I")
+_ITER_TASK: Final = struct.Struct("=III")
 #: ``BPF_PROG_ATTACH`` flags.
 BPF_F_ALLOW_OVERRIDE: Final = 1
 BPF_F_ALLOW_MULTI: Final = 2
@@ -115,7 +129,11 @@ class Link:
 
     @classmethod
     def load_pinned(cls, path: str, backend: Backend | None = None) -> Link:
-        """The link pinned at ``path`` (on bpffs); ``ProgramError`` if there is none or it is not a link."""
+        """The link pinned at ``path`` (on bpffs); ``ProgramError`` if there is none or it is not a link.
+
+        An iterator link comes back as an :class:`IterLink` (``IterLink.load_pinned`` refuses
+        other links with ``EINVAL``).
+        """
         from loader.map import default_backend
         from loader.pinning import check_pin_path
 
@@ -133,7 +151,14 @@ class Link:
             if isinstance(err, OSError) and not isinstance(err, LoaderError):
                 raise program_error(err, "load pinned link", path, f"{path} is not a link") from None
             raise
-        link = cls(fd, backend, program=name, target=f"link id {info.id} pinned at {path}")
+        link_cls: type[Link] = cls
+        if info.type == LINK_TYPE_ITER and issubclass(IterLink, cls):
+            link_cls = IterLink
+        elif issubclass(cls, IterLink) and info.type != LINK_TYPE_ITER:
+            backend.close(fd)
+            raise ProgramError(errno.EINVAL, "load pinned link", name,
+                               f"{path} is a link of type {info.type}, not an iterator link")
+        link = link_cls(fd, backend, program=name, target=f"link id {info.id} pinned at {path}")
         link._pinned_path = path
         return link
 
@@ -170,7 +195,7 @@ class Link:
         """Where the link is pinned, if this object pinned or loaded it."""
         return self._pinned_path
 
-    def __enter__(self) -> Link:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -186,7 +211,7 @@ class Link:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self._handle.peek()}"
-        return f"<loader.Link {self.program!r} {self.kind.value} to {self.target} {state}>"
+        return f"<loader.{type(self).__name__} {self.program!r} {self.kind.value} to {self.target} {state}>"
 
     # -- real links only ---------------------------------------------------------------------------
 
@@ -237,6 +262,63 @@ class Link:
             raise program_error(err, op, self.program) from None
         finally:
             self._handle.release()
+
+
+class IterLink(Link):
+    """An attached iterator program (``BPF_TRACE_ITER`` link): :meth:`open` runs it.
+
+    Get one from :meth:`loader.Program.attach_iter` (or :meth:`Link.load_pinned` of a
+    pinned iterator link). Each :meth:`open` starts a fresh iteration — the program runs
+    once per object (task, map, map element, ...) as the returned file is read — so two
+    opens give two complete, independent outputs. Like :class:`Link`, every method is
+    thread-safe, and :meth:`close` (waiting for an :meth:`open` in progress) makes later
+    opens fail with ``EBADF``; files opened before stay readable (the kernel keeps the
+    link alive for them). A pinned iterator link's file on bpffs can also be read
+    directly (``cat``), one iteration per ``open(2)``.
+
+    Kernel: Linux 5.8+ (``BPF_ITER_CREATE``); the iterators themselves (``iter/task``,
+    ``iter/bpf_map``, ``iter/bpf_map_elem``, ...) each have their own first release.
+    """
+
+    def open(self) -> io.BufferedReader:
+        """Start an iteration (``BPF_ITER_CREATE``): a binary file whose ``read()`` gives the output.
+
+        The caller owns the file and should close it (``with link.open() as f: f.read()``).
+        The kernel produces the output as it is read; errors it meets on the way
+        (``E2BIG`` when one object's output does not fit the seq_file buffer, ``EAGAIN``/
+        ``EINTR``, ...) surface as ``OSError`` from ``read()``. ``ProgramError`` (naming the
+        program, with the errno) when the iteration cannot start; ``EBADF`` once the link
+        is closed.
+        """
+        fd = self._link_call("open iterator", self._backend.iter_create)
+        assert isinstance(fd, int)
+        try:
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+def iter_link_info(*, map_fd: int | None = None, tid: int = 0, pid: int = 0, pid_fd: int = 0) -> bytes:
+    """A packed ``union bpf_iter_link_info`` (:data:`ITER_LINK_INFO_SIZE` bytes), ``b""`` for none.
+
+    ``map_fd`` is the map a map iterator (``iter/bpf_map_elem``, ``iter/bpf_sk_storage_map``,
+    ...) walks; ``tid``/``pid``/``pid_fd`` restrict a task iterator (``iter/task``,
+    ``iter/task_file``, ``iter/task_vma``) to one thread, one process, or the process of a
+    pidfd (Linux 6.1+). At most one may be given (``ValueError`` otherwise).
+    """
+    given = [what for what, value in (("map", map_fd is not None), ("tid", tid), ("pid", pid),
+                                      ("pid_fd", pid_fd)) if value]
+    if len(given) > 1:
+        raise ValueError(f"an iterator takes one of map, tid, pid and pid_fd, not {' and '.join(given)}")
+    for what, value in (("map_fd", map_fd or 0), ("tid", tid), ("pid", pid), ("pid_fd", pid_fd)):
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError(f"iterator {what} must be a u32, not {value}")
+    if map_fd is not None:
+        return _ITER_MAP.pack(map_fd).ljust(ITER_LINK_INFO_SIZE, b"\0")
+    if tid or pid or pid_fd:
+        return _ITER_TASK.pack(tid, pid, pid_fd).ljust(ITER_LINK_INFO_SIZE, b"\0")
+    return b""
 
 
 # -- errors --------------------------------------------------------------------------------------------

@@ -16,18 +16,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import btf
-from ebpfspec import ExternSpec, ProgramSpec, ProgramType
+from ebpfspec import AttachType, ExternSpec, ProgramSpec, ProgramType
 from loader.backend import Backend, ProgramInfo, TestRunResult
 from loader.errors import LoaderError, NotSupportedError, ProgramError
 from loader.handle import Handle, HandleClosed
 from loader.link import (
     ATTACH_TRACE_ITER,
     ATTACH_XDP,
+    IterLink,
     Link,
     attach_error,
     cgroup_attach,
     error_detail,
     interface_index,
+    iter_link_info,
     link_perf_event,
     program_error,
     socket_attach,
@@ -37,9 +39,11 @@ from loader.live import LiveObject
 from loader.program_load import (
     KconfigValues,
     ProgramBTF,
+    TargetProgram,
     apply_core,
     attach_btf_target,
     check_byte_order,
+    find_target_function,
     load_program,
     program_attrs,
     relocate_maps,
@@ -90,27 +94,37 @@ class Program(LiveObject):
         externs: Mapping[str, ExternSpec] | None = None,
         kernel_types: btf.Spec | None = None,
         log_level: int = 0,
+        target: Program | None = None,
     ) -> Program:
         """Load ``spec`` on its own: ``maps`` it uses (by name), ``types`` the object's BTF.
 
         ``kernel_types`` replaces the running kernel's BTF for CO-RE and attach targets.
         ``log_level`` > 0 keeps the verifier's log in :attr:`verifier_log` on success.
+        ``target`` is the program an extension (``freplace/FUNC``) program is loaded
+        against (also fentry/fexit programs, to trace a BPF program's function): the
+        load gets ``attach_prog_fd`` = its descriptor and ``attach_btf_id`` = the id of
+        ``FUNC`` (``spec.attach_to``) in its BTF, read from the kernel
+        (``BPF_BTF_GET_FD_BY_ID``); ``ProgramError`` naming both when it has no such
+        function. The target is held in use (another thread closing it waits) during the
+        load. Kernel: freplace needs Linux 5.6+ and a target loaded with BTF func info.
         """
         from loader.map import default_backend
 
         backend = backend or default_backend()
         program_btf = _load_btf(types, [spec], backend)
         try:
-            return load_one(
-                spec,
-                backend,
-                maps=maps or {},
-                types=types,
-                externs=externs or {},
-                program_btf=program_btf,
-                kernel=kernel_btf_source(kernel_types),
-                log_level=log_level,
-            )
+            with target_program(target, backend, spec.name, "load") as held:
+                return load_one(
+                    spec,
+                    backend,
+                    maps=maps or {},
+                    types=types,
+                    externs=externs or {},
+                    program_btf=program_btf,
+                    kernel=kernel_btf_source(kernel_types),
+                    log_level=log_level,
+                    target=held,
+                )
         finally:
             if program_btf is not None:
                 backend.close(program_btf.fd)
@@ -211,7 +225,10 @@ class Program(LiveObject):
         ``raw_tracepoint/NAME`` (``raw_tp/``) → :meth:`attach_raw_tracepoint`;
         ``kprobe/FUNC[+OFF]`` / ``kretprobe/FUNC`` → :meth:`attach_kprobe` / :meth:`attach_kretprobe`;
         ``uprobe/PATH:FUNC[+OFF]`` / ``uretprobe/...`` → :meth:`attach_uprobe`;
-        ``tp_btf/``, ``fentry/``, ``fexit/``, ``fmod_ret/``, ``lsm/`` → :meth:`attach_tracing`.
+        ``tp_btf/``, ``fentry/``, ``fexit/``, ``fmod_ret/``, ``lsm/`` → :meth:`attach_tracing`;
+        ``iter/NAME`` → :meth:`attach_iter` (without a map or task: iterators that need a
+        map fail, saying so); ``freplace/FUNC`` → :meth:`attach_freplace` to the program it
+        was loaded against.
         Programs that need a target the section cannot name (XDP, cgroups, sockets, TC, ...)
         raise :class:`NotSupportedError` pointing at the method to use.
         """
@@ -245,6 +262,10 @@ class Program(LiveObject):
                     return self.attach_uprobe(path, target, retprobe=prefix == "uretprobe")
             raise NotSupportedError(f"program {self.name!r}: attach: section {section!r} names no probe "
                                     "target; use attach_kprobe() or attach_uprobe()")
+        if kind == ProgramType.TRACING and spec.attach_type == AttachType.TRACE_ITER:
+            return self.attach_iter()
+        if kind == ProgramType.EXT:
+            return self.attach_freplace()
         if kind in (ProgramType.TRACING, ProgramType.LSM):
             return self.attach_tracing()
         hint = {
@@ -352,18 +373,20 @@ class Program(LiveObject):
         """Attach a ``tp_btf``/``fentry``/``fexit``/``fmod_ret``/``lsm`` program to its load-time target.
 
         ``BPF_RAW_TRACEPOINT_OPEN`` without a name, or ``BPF_LINK_CREATE`` with the spec's
-        attach type when a ``cookie`` is given. Extension (``freplace``) and iterator
-        programs raise ``NotSupportedError``.
+        attach type when a ``cookie`` is given. An extension (``freplace``) program is
+        attached to the program it was loaded against (:meth:`attach_freplace` without
+        arguments); an iterator program goes to :meth:`attach_iter` (iterator links take
+        no cookie: ``ProgramError`` EINVAL).
         """
         op = "attach tracing"
         attach_type = self.spec.attach_type if self.spec is not None else None
         target = f"{self.spec.section_name}" if self.spec is not None else "its load-time target"
-        if self.type == ProgramType.EXT:
-            raise NotSupportedError(f"program {self.name!r}: {op}: extension (freplace) programs are not "
-                                    "supported: they need the target program's descriptor")
-        if attach_type is not None and int(attach_type) == ATTACH_TRACE_ITER:
-            raise NotSupportedError(f"program {self.name!r}: {op}: iterator programs are not supported")
-        with self._attaching(op, target, ProgramType.TRACING, ProgramType.LSM) as fd:
+        is_iter = attach_type is not None and int(attach_type) == ATTACH_TRACE_ITER
+        if is_iter and self.type == ProgramType.TRACING:
+            if cookie:
+                raise ProgramError(errno.EINVAL, op, self.name, "iterator links take no cookie")
+            return self.attach_iter()
+        with self._attaching(op, target, ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT) as fd:
             try:
                 if cookie:
                     if attach_type is None:
@@ -375,6 +398,93 @@ class Program(LiveObject):
             except OSError as err:
                 raise attach_error(err, op, self.name, target) from None
             return Link(link_fd, self._backend, program=self.name, target=target)
+
+    def attach_iter(self, *, map: Map | None = None, tid: int = 0, pid: int = 0, pid_fd: int = 0) -> IterLink:
+        """Attach an iterator program (``iter/NAME``) with a ``BPF_TRACE_ITER`` link; read it with
+        :meth:`IterLink.open <loader.link.IterLink.open>`.
+
+        ``map`` is the map a map iterator walks (``iter/bpf_map_elem``,
+        ``iter/bpf_sk_storage_map``, ``iter/sockmap``): its descriptor goes to the kernel
+        in ``union bpf_iter_link_info`` (``map.map_fd``) and the map is held in use while
+        the link is made. ``tid``, ``pid`` or ``pid_fd`` (a pidfd) restrict a task
+        iterator (``iter/task``, ``iter/task_file``, ``iter/task_vma``) to one thread or
+        process (Linux 6.1+). At most one of them (``ValueError``). Iterators over
+        everything (``iter/task``, ``iter/bpf_map``, ``iter/bpf_prog``, ...) take none.
+
+        ``ProgramError`` (naming the program, with the kernel's errno) when the kernel
+        refuses: ``EBADF`` for a map iterator without a map (the message says so),
+        ``EACCES`` when the program reads more of a key or value than the map has.
+        ``NotSupportedError`` on a backend that cannot attach (:class:`loader.MemoryBackend`).
+        Kernel: Linux 5.8+ (``iter/bpf_map_elem`` 5.9+). Thread-safe.
+        """
+        op = "attach iterator"
+        spec = self.spec
+        if spec is not None and spec.attach_type != AttachType.TRACE_ITER:
+            raise ProgramError(errno.EINVAL, op, self.name,
+                               f"section {spec.section_name!r} is not an iterator (iter/NAME)")
+        what = spec.attach_to if spec is not None and spec.attach_to else "(its load-time target)"
+        target = f"iterator {what}"
+        if map is not None:
+            target += f" over map {map.name!r}"
+        elif tid or pid or pid_fd:
+            target += f" of {'thread' if tid else 'process'} " + (f"{tid or pid}" if tid or pid
+                                                                  else f"pidfd {pid_fd}")
+        with self._attaching(op, target, ProgramType.TRACING) as fd:
+            with _map_in_use(map, self.name, op) as map_fd:
+                try:
+                    info = iter_link_info(map_fd=map_fd, tid=tid, pid=pid, pid_fd=pid_fd)
+                except ValueError as err:
+                    raise ValueError(f"program {self.name!r}: {op}: {err}") from None
+                try:
+                    link_fd = self._backend.link_create(fd, 0, ATTACH_TRACE_ITER, iter_info=info)
+                except OSError as err:
+                    detail = target
+                    if err.errno == errno.EBADF and map is None:
+                        detail += "; this iterator walks a map: give it with attach_iter(map=...)"
+                    raise attach_error(err, op, self.name, detail) from None
+            return IterLink(link_fd, self._backend, program=self.name, target=target)
+
+    def attach_freplace(self, target: Program | None = None, func_name: str | None = None) -> Link:
+        """Attach an extension (``freplace/FUNC``) program: it then runs instead of ``FUNC``.
+
+        Without arguments, to the function of the program it was loaded against
+        (``BPF_RAW_TRACEPOINT_OPEN`` without a name, libbpf's way). With a ``target``
+        program (of the same type as the one it was loaded against, Linux 5.10+), to its
+        function ``func_name`` (default: the section's ``FUNC``) through
+        ``BPF_LINK_CREATE`` with ``target_fd`` = the target's descriptor and
+        ``target_btf_id`` = the id of ``func_name`` in the target's BTF (read from the
+        kernel); ``ProgramError`` ENOENT naming both when the target has no such function.
+        Closing the link puts the original function back. The target is held in use
+        while the link is made. Kernel: Linux 5.6+ (extension programs). Thread-safe.
+        """
+        op = "attach freplace"
+        if target is None:
+            if func_name is not None:
+                raise ValueError(f"program {self.name!r}: {op}: func_name {func_name!r} needs a target "
+                                 "program")
+            where = f"{self.spec.section_name}" if self.spec is not None else "its load-time target"
+            with self._attaching(op, where, ProgramType.EXT) as fd:
+                try:
+                    link_fd = self._backend.raw_tracepoint_open(None, fd)
+                except OSError as err:
+                    raise attach_error(err, op, self.name, where) from None
+                return Link(link_fd, self._backend, program=self.name, target=where)
+        spec = self.spec
+        name = func_name or (spec.attach_to if spec is not None else "")
+        where = f"function {name!r} of program {target.name!r}" if name else f"program {target.name!r}"
+        with self._attaching(op, where, ProgramType.EXT) as fd:
+            if not name:
+                raise ValueError(f"program {self.name!r}: {op}: name the function of {target.name!r} to "
+                                 "replace (func_name=...)")
+            with target_program(target, self._backend, self.name, op) as held:
+                assert held is not None
+                btf_id = find_target_function(held, name, self.name, op)
+                attach_type = int(spec.attach_type) if spec is not None else 0
+                try:
+                    link_fd = self._backend.link_create(fd, held.fd, attach_type, target_btf_id=btf_id)
+                except OSError as err:
+                    raise attach_error(err, op, self.name, where) from None
+            return Link(link_fd, self._backend, program=self.name, target=where)
 
     def attach_xdp(self, interface: int | str, *, flags: int = 0) -> Link:
         """Attach to network interface ``interface`` (an index or a name, ``"lo"``) with a ``BPF_XDP`` link.
@@ -459,6 +569,79 @@ class Program(LiveObject):
             self._handle.release()
 
 
+@contextlib.contextmanager
+def _map_in_use(m: Map | None, program: str, op: str) -> Iterator[int | None]:
+    """The descriptor of ``m`` (None for no map), held in use for the block."""
+    if m is None:
+        yield None
+        return
+    handle = m._handle
+    try:
+        fd = handle.acquire()
+    except HandleClosed:
+        raise ProgramError(errno.EBADF, op, program, f"map {m.name!r} is closed") from None
+    try:
+        yield fd
+    finally:
+        handle.release()
+
+
+@contextlib.contextmanager
+def target_program(
+    target: Program | None, backend: Backend, program: str, op: str
+) -> Iterator[TargetProgram | None]:
+    """``target``'s descriptor (held in use for the block), name and BTF; None for no target.
+
+    The BTF is what the kernel keeps for the target (``prog_info`` → ``btf_id`` →
+    ``BPF_BTF_GET_FD_BY_ID`` → the raw blob), so a program from ``Program.from_id`` works too.
+    Errors are ``ProgramError`` for ``program``'s ``op``, naming the target.
+    """
+    if target is None:
+        yield None
+        return
+    if not isinstance(target, Program):
+        raise TypeError(f"program {program!r}: {op}: the target is a loader.Program, "
+                        f"not {type(target).__name__}")
+    if target.backend.name != backend.name:
+        raise ValueError(f"program {program!r}: {op}: target program {target.name!r} lives in the "
+                         f"{target.backend.name} backend, not the {backend.name} one")
+    try:
+        fd = target._handle.acquire()
+    except HandleClosed:
+        raise ProgramError(errno.EBADF, op, program, f"target program {target.name!r} is closed") from None
+    try:
+        yield TargetProgram(fd, target.name, _program_types(fd, backend, target.name, program, op))
+    finally:
+        target._handle.release()
+
+
+def _program_types(fd: int, backend: Backend, name: str, program: str, op: str) -> btf.Spec:
+    """The BTF the kernel keeps for program ``fd`` (named ``name``), for ``program``'s ``op``."""
+    where = f"reading the BTF of target program {name!r}"
+    try:
+        btf_id = backend.prog_info(fd).btf_id
+    except OSError as err:
+        raise program_error(err, op, program, where) from None
+    if not btf_id:
+        raise ProgramError(errno.EINVAL, op, program,
+                           f"target program {name!r} has no BTF (it was loaded without func info), so no "
+                           "function of it can be named")
+    try:
+        btf_fd = backend.btf_fd_by_id(btf_id)
+    except OSError as err:
+        raise program_error(err, op, program, f"{where} (BTF id {btf_id})") from None
+    try:
+        raw = backend.btf_raw(btf_fd)
+    except OSError as err:
+        raise program_error(err, op, program, f"{where} (BTF id {btf_id})") from None
+    finally:
+        backend.close(btf_fd)
+    try:
+        return btf.load_spec(raw)
+    except btf.BTFError as err:
+        raise ProgramError(errno.EINVAL, op, program, f"{where}: {err}") from None
+
+
 def kernel_btf_source(kernel_types: btf.Spec | None) -> Callable[[], btf.Spec]:
     """A function giving the target BTF, read only when first needed."""
     if kernel_types is not None:
@@ -483,13 +666,20 @@ def load_one(
     kernel: Callable[[], btf.Spec],
     log_level: int = 0,
     kconfig: KconfigValues | None = None,
+    target: TargetProgram | None = None,
 ) -> Program:
-    """Relocate and load one program (the steps of :mod:`loader.program_load`)."""
+    """Relocate and load one program (the steps of :mod:`loader.program_load`), against ``target``."""
     check_byte_order(spec)
     insns = list(spec.instructions)
     relocate_maps(spec, insns, maps)
     resolve_externs(spec, insns, externs, kernel, kconfig)
     apply_core(spec, insns, types, kernel)
-    attrs = program_attrs(spec, insns, program_btf=program_btf, attach_btf_id=attach_btf_target(spec, kernel))
+    attrs = program_attrs(
+        spec,
+        insns,
+        program_btf=program_btf,
+        attach_btf_id=attach_btf_target(spec, kernel, target),
+        attach_prog_fd=target.fd if target is not None else -1,
+    )
     fd, log = load_program(attrs, spec.name, backend, log_level=log_level)
     return Program(fd, backend, name=spec.name, type=spec.type, spec=spec, verifier_log=log)

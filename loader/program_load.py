@@ -10,7 +10,9 @@ The steps, each a small function below:
 3. :func:`apply_core` — CO-RE relocations resolved against the kernel's BTF (or the
    ``kernel_types`` given) by :mod:`btf.core`, and patched into the instructions.
 4. :func:`ext_info_records` — BTF func_info / line_info in the kernel's record layout.
-5. :func:`attach_btf_target` — ``attach_btf_id`` for tp_btf/fentry/fexit/fmod_ret/lsm/iter.
+5. :func:`attach_btf_target` — ``attach_btf_id`` for tp_btf/fentry/fexit/fmod_ret/lsm/iter
+   (in the kernel's BTF), and for freplace (and fentry/fexit on a BPF program) in the BTF
+   of the :class:`TargetProgram` the program is loaded against.
 6. :func:`load_program` — ``BPF_PROG_LOAD``, growing the verifier log on ``ENOSPC``;
    a rejection becomes :class:`~loader.errors.VerifierError` with the whole log.
 
@@ -20,6 +22,7 @@ Nothing here changes the ``ProgramSpec``: every step works on a list of new inst
 from __future__ import annotations
 
 import errno
+import os
 import struct
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -238,12 +241,43 @@ _BTF_TARGETS: dict[AttachType, tuple[str, btf.Kind]] = {
 }
 
 
-def attach_btf_target(program: ProgramSpec, kernel: Callable[[], btf.Spec]) -> int:
-    """``attach_btf_id`` of ``program`` (0 when it needs none)."""
+@dataclass(frozen=True, slots=True)
+class TargetProgram:
+    """A loaded program that another is loaded against (freplace; fentry/fexit on a BPF program).
+
+    ``fd`` is its descriptor, held in use by the caller while the load runs; ``name`` is
+    for messages; ``types`` is its BTF as the kernel keeps it (where its functions are
+    named).
+    """
+
+    fd: int
+    name: str
+    types: btf.Spec
+
+
+#: Attach types of tracing programs that may be loaded against a BPF program instead of the kernel.
+_PROGRAM_TARGETED = frozenset({AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT})
+
+
+def attach_btf_target(
+    program: ProgramSpec, kernel: Callable[[], btf.Spec], target: TargetProgram | None = None
+) -> int:
+    """``attach_btf_id`` of ``program`` (0 when it needs none).
+
+    With a ``target`` program: the id of the function ``program.attach_to`` (the part of
+    the section after ``freplace/``, ``fentry/``, ``fexit/``) in the target's BTF. An
+    extension (freplace) program without a target is ``ProgramError(EINVAL)`` saying how
+    to give one, as the kernel refuses it.
+    """
+    if target is not None:
+        return target_function_id(program, target)
     if program.type == ProgramType.EXT:
-        raise NotSupportedError(
-            f"program {program.name!r}: freplace programs need a target program "
-            f"to load against ({program.attach_to!r})"
+        raise ProgramError(
+            errno.EINVAL,
+            "load",
+            program.name,
+            f"an extension (freplace) program is loaded against a target program, whose function "
+            f"{program.attach_to!r} it replaces: load it with Program.load(spec, target=target_program)",
         )
     if program.type not in (ProgramType.TRACING, ProgramType.LSM):
         return 0
@@ -255,6 +289,45 @@ def attach_btf_target(program: ProgramSpec, kernel: Callable[[], btf.Spec]) -> i
     if not found:
         raise NotSupportedError(
             f"program {program.name!r}: the kernel's BTF has no {pattern[1]} {name!r} to attach to"
+        )
+    return found[0].id
+
+
+def target_function_id(program: ProgramSpec, target: TargetProgram) -> int:
+    """The BTF id of function ``program.attach_to`` in ``target``'s BTF (``ProgramError`` if none).
+
+    Only extension programs and fentry/fexit programs are loaded against a program.
+    """
+    if not (
+        program.type == ProgramType.EXT
+        or (program.type == ProgramType.TRACING and program.attach_type in _PROGRAM_TARGETED)
+    ):
+        raise ProgramError(
+            errno.EINVAL,
+            "load",
+            program.name,
+            f"{program.type} programs (section {program.section_name!r}) are not loaded against a target "
+            f"program like {target.name!r}: only freplace and fentry/fexit programs are",
+        )
+    name = program.attach_to
+    if not name:
+        raise ProgramError(
+            errno.EINVAL,
+            "load",
+            program.name,
+            f"section {program.section_name!r} names no function of target program {target.name!r} "
+            f"(give it as 'freplace/FUNC', or with spec.replace(attach_to='FUNC'))",
+        )
+    return find_target_function(target, name, program.name, "load")
+
+
+def find_target_function(target: TargetProgram, name: str, program: str, op: str) -> int:
+    """The BTF id of function ``name`` in ``target``'s BTF; ``ProgramError`` ENOENT (for ``program``'s
+    ``op``) naming both when it has none."""
+    found = target.types.types_by_name(name, btf.Kind.FUNC)
+    if not found:
+        raise ProgramError(
+            errno.ENOENT, op, program, f"target program {target.name!r} has no function {name!r} in its BTF"
         )
     return found[0].id
 
@@ -281,19 +354,31 @@ def load_program(
                     program, err.errno or errno.EINVAL, log, truncated=err.errno == errno.ENOSPC
                 ) from err
             hint = (
-                "tracing/LSM programs need privileges this kernel withholds"
-                if err.errno == errno.EPERM
+                "tracing/LSM/extension programs need privileges this kernel withholds"
+                if err.errno == errno.EPERM and attrs.prog_type in _PRIVILEGED_TYPES
                 else ""
             )
-            raise ProgramError(err.errno or errno.EINVAL, "load", program, hint) from err
+            said = str(err.strerror or "").removeprefix(os.strerror(err.errno or errno.EINVAL)).lstrip(": ")
+            detail = "; ".join(part for part in (hint, said) if part)
+            raise ProgramError(err.errno or errno.EINVAL, "load", program, detail) from err
         except OSError as err:
             raise ProgramError(err.errno or errno.EIO, "load", program) from err
 
 
+#: Program types whose loads this kind of kernel refuses with EPERM (no verifier log) when it
+#: withholds tracing: the loader's hint then says so.
+_PRIVILEGED_TYPES = frozenset({int(ProgramType.TRACING), int(ProgramType.LSM), int(ProgramType.EXT)})
+
+
 def program_attrs(
-    program: ProgramSpec, insns: Sequence[Instruction], *, program_btf: ProgramBTF | None, attach_btf_id: int
+    program: ProgramSpec,
+    insns: Sequence[Instruction],
+    *,
+    program_btf: ProgramBTF | None,
+    attach_btf_id: int,
+    attach_prog_fd: int = -1,
 ) -> ProgramAttrs:
-    """The ``BPF_PROG_LOAD`` attributes of a relocated program."""
+    """The ``BPF_PROG_LOAD`` attributes of a relocated program (``attach_prog_fd``: a target program)."""
     func_info = line_info = b""
     if program_btf is not None:
         func_info, line_info = ext_info_records(insns, program_btf)
@@ -309,6 +394,7 @@ def program_attrs(
         func_info=func_info,
         line_info=line_info,
         attach_btf_id=attach_btf_id,
+        attach_prog_fd=attach_prog_fd,
     )
 
 

@@ -64,7 +64,7 @@ from tests.conftest import TESTDATA, open_fds
 
 #: Objects whose every map and program load on both backends (Linux 6.18 here).
 LOADABLE = ["maps", "globals", "programs", "xdp_test", "trace", "core", "license_version", "legacy_maps",
-            "many_maps", "kconfig"]
+            "many_maps", "kconfig", "iter"]
 #: Objects that load on the memory backend only (see the module docstring).
 MEMORY_ONLY = ["ksym_typed"]
 

@@ -55,9 +55,11 @@ from loader.kernel import KernelBackend
 from loader.kernel import perf as kernel_perf
 from loader.kernel import syscall as kernel_syscall
 from loader.kernel.attr import (
+    BpfBtfInfo,
     BpfLinkInfo,
     BpfProgInfo,
     Cmd,
+    IterCreateAttr,
     LinkCreateAttr,
     LinkDetachAttr,
     ProgAttachAttr,
@@ -354,9 +356,11 @@ LAYOUTS: dict[type[ctypes.Structure], tuple[int, dict[str, int]]] = {
     RawTracepointAttr: (24, {"name": 0, "prog_fd": 8, "cookie": 16}),
     LinkCreateAttr: (32, {
         "prog_fd": 0, "target_fd": 4, "attach_type": 8, "flags": 12, "target_btf_id": 16,
-        "perf_event_cookie": 16, "tracing_cookie": 24,
+        "perf_event_cookie": 16, "tracing_cookie": 24, "iter_info": 16, "iter_info_len": 24,
     }),
     LinkDetachAttr: (8, {"link_fd": 0}),
+    IterCreateAttr: (8, {"link_fd": 0, "flags": 4}),
+    BpfBtfInfo: (32, {"btf": 0, "btf_size": 8, "id": 12, "name": 16, "name_len": 24, "kernel_btf": 28}),
     BpfProgInfo: (232, {
         "type": 0, "id": 4, "tag": 8, "jited_prog_len": 16, "xlated_prog_len": 20, "jited_prog_insns": 24,
         "xlated_prog_insns": 32, "load_time": 40, "created_by_uid": 48, "nr_map_ids": 52, "map_ids": 56,
@@ -395,9 +399,15 @@ KERNEL_HOME: dict[type[ctypes.Structure], tuple[str, str]] = {
     RawTracepointAttr: ("bpf_attr", "name"),
     LinkCreateAttr: ("bpf_attr", "target_btf_id"),
     LinkDetachAttr: ("bpf_attr", "link_fd"),
+    IterCreateAttr: ("bpf_attr", "link_fd"),
+    BpfBtfInfo: ("bpf_btf_info", ""),
     BpfProgInfo: ("bpf_prog_info", ""),
     BpfLinkInfo: ("bpf_link_info", ""),
     kernel_perf.PerfEventAttr: ("perf_event_attr", ""),
+}
+#: The named part of ``union bpf_attr`` where a member name is in several parts.
+KERNEL_PART: dict[type[ctypes.Structure], str] = {
+    LinkDetachAttr: "link_detach", IterCreateAttr: "iter_create",
 }
 KERNEL_PATHS: dict[type[ctypes.Structure], dict[str, tuple[str, ...]]] = {
     LinkCreateAttr: {"perf_event_cookie": ("perf_event", "bpf_cookie"),
@@ -437,9 +447,10 @@ def test_layouts_match_the_running_kernels_btf() -> None:
         name, member = KERNEL_HOME[cls]
         kind = btf.Kind.UNION if name == "bpf_attr" else btf.Kind.STRUCT
         (home,) = kernel.types_by_name(name, kind=kind)
-        if member:  # the part of union bpf_attr that has this member (link_fd: link_detach's)
+        if member:  # the part of union bpf_attr that has this member (link_fd: the named part's)
+            part = KERNEL_PART.get(cls)
             home = next(m.type for m in getattr(home, "members", ()) if member in kernel_members(m.type)
-                        and (cls is not LinkDetachAttr or m.name == "link_detach"))
+                        and (part is None or m.name == part))
         for ours in offsets:
             path = KERNEL_PATHS.get(cls, {}).get(ours, (ours,))
             assert field_layout(cls, ours) == kernel_field(home, path), f"{cls.__name__}.{ours}"
@@ -453,6 +464,7 @@ def test_is_a_backend_with_the_program_methods(kb: KernelBackend) -> None:
     assert isinstance(kb, Backend)
     for method in ("prog_load", "prog_test_run", "prog_info", "prog_fd_by_id", "link_create",
                    "raw_tracepoint_open", "prog_attach", "prog_detach", "link_info", "link_detach",
+                   "iter_create", "btf_fd_by_id", "btf_raw",
                    "perf_event_open_tracepoint", "perf_event_open_kprobe", "perf_event_open_uprobe",
                    "perf_event_set_bpf", "perf_event_enable", "socket_attach_filter", "socket_detach_filter"):
         assert callable(getattr(kb, method)), method

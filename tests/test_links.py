@@ -164,12 +164,12 @@ class RefusingLinks(KernelBackend):
         self.refusals = 0
 
     def link_create(self, prog_fd: int, target_fd: int, attach_type: int, *, flags: int = 0,
-                    target_btf_id: int = 0, cookie: int = 0) -> int:
+                    target_btf_id: int = 0, cookie: int = 0, iter_info: bytes = b"") -> int:
         if attach_type in self.refused:
             self.refusals += 1
             raise OSError(errno.EINVAL, "Invalid argument: BPF_LINK_CREATE (refused by the test)")
         return super().link_create(prog_fd, target_fd, attach_type, flags=flags, target_btf_id=target_btf_id,
-                                   cookie=cookie)
+                                   cookie=cookie, iter_info=iter_info)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

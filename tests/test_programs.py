@@ -6,6 +6,7 @@ Expected behaviours are the ones testdata/README.md documents for each program.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import loader.kconfig
 from ebpfspec import ProgramType
 from ebpfspec.asm import Instruction, Instructions
 from loader import Backend, load_collection
-from loader.errors import LoaderError, NotSupportedError, ProgramError, VerifierError
+from loader.errors import LoaderError, ProgramError, VerifierError
 from tests.conftest import TESTDATA
 
 pytestmark = pytest.mark.kernel
@@ -54,6 +55,7 @@ LOADS_FULLY = [
     "license_version",
     "legacy_maps",
     "kconfig",
+    "iter",
 ]
 
 
@@ -110,8 +112,11 @@ def test_objects_the_kernel_or_loader_refuses_fail_clearly(
 
 
 def test_freplace_needs_a_target(kernel: Backend) -> None:
-    with pytest.raises(NotSupportedError, match=r"freplace_mix.*target program"):
+    """An extension program loads against a target program (``Program.load(spec, target=...)``, see
+    tests/test_freplace.py); without one it is the kernel's EINVAL, saying how to give one."""
+    with pytest.raises(ProgramError, match=r"freplace_mix.*target program.*Program\.load\(spec, targ") as err:
         load_collection(spec_of("fentry"), backend=kernel, only=["freplace_mix"])
+    assert err.value.errno == errno.EINVAL
 
 
 # -- test runs ------------------------------------------------------------------------------------

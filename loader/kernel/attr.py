@@ -1,4 +1,4 @@
-"""``union bpf_attr``, ``struct bpf_map_info``, ``bpf_prog_info`` and ``bpf_link_info`` as ctypes structures.
+"""``union bpf_attr`` parts and ``struct bpf_{map,prog,btf,link}_info`` as ctypes structures.
 
 One structure per part of the union this backend uses, laid out as in the kernel's
 ``include/uapi/linux/bpf.h``. Every ``__aligned_u64`` sits at an offset that is a
@@ -47,6 +47,7 @@ class Cmd(IntEnum):
     OBJ_GET_INFO_BY_FD = 15
     RAW_TRACEPOINT_OPEN = 17
     BTF_LOAD = 18
+    BTF_GET_FD_BY_ID = 19
     MAP_LOOKUP_AND_DELETE_ELEM = 21
     MAP_FREEZE = 22
     MAP_LOOKUP_BATCH = 24
@@ -54,6 +55,7 @@ class Cmd(IntEnum):
     MAP_UPDATE_BATCH = 26
     MAP_DELETE_BATCH = 27
     LINK_CREATE = 28
+    ITER_CREATE = 33
     LINK_DETACH = 34
 
 
@@ -311,27 +313,46 @@ class RawTracepointAttr(ctypes.Structure):
 
 
 class _LinkCreateTarget(ctypes.Union):
-    _fields_ = (("target_btf_id", u32), ("perf_event_cookie", u64))
+    _fields_ = (("target_btf_id", u32), ("perf_event_cookie", u64), ("iter_info", u64))
+
+
+class _LinkCreateTail(ctypes.Union):
+    _fields_ = (("tracing_cookie", u64), ("iter_info_len", u32))
 
 
 class LinkCreateAttr(ctypes.Structure):
     """``BPF_LINK_CREATE``: the common head and the first 16 bytes of its per-type union.
 
-    The union at 16 is read according to ``attach_type``: ``target_btf_id`` (u32,
-    freplace and tracing programs), ``perf_event.bpf_cookie`` (u64 at 16, here
-    ``perf_event_cookie``, for ``BPF_PERF_EVENT``) or ``tracing.cookie`` (u64 at 24,
-    here ``tracing_cookie``, fentry/fexit/fmod_ret/lsm, 6.8+). The larger per-type
-    structs (kprobe_multi, uprobe_multi, tcx, ...) are not used by this backend.
+    The union at 16 is read according to ``attach_type`` (and the program's type):
+    ``target_btf_id`` (u32, freplace and tracing programs), ``perf_event.bpf_cookie``
+    (u64 at 16, here ``perf_event_cookie``, for ``BPF_PERF_EVENT``), ``tracing.cookie``
+    (u64 at 24, here ``tracing_cookie``, fentry/fexit/fmod_ret/lsm, 6.8+) or, for
+    ``BPF_TRACE_ITER``, ``iter_info`` (a pointer to a ``union bpf_iter_link_info``, u64
+    at 16) and ``iter_info_len`` (u32 at 24; 0 exactly when ``iter_info`` is NULL). The
+    larger per-type structs (kprobe_multi, uprobe_multi, tcx, ...) are not used by this
+    backend.
     """
 
-    _anonymous_ = ("_u",)
+    _anonymous_ = ("_u", "_t")
     _fields_ = (
         ("prog_fd", u32),            # 0: union with map_fd
         ("target_fd", u32),          # 4: union with target_ifindex
         ("attach_type", u32),        # 8
         ("flags", u32),              # 12
-        ("_u", _LinkCreateTarget),   # 16: target_btf_id / perf_event.bpf_cookie
-        ("tracing_cookie", u64),     # 24: tracing.cookie
+        ("_u", _LinkCreateTarget),   # 16: target_btf_id / perf_event.bpf_cookie / iter_info
+        ("_t", _LinkCreateTail),     # 24: tracing.cookie / iter_info_len
+    )
+
+
+class IterCreateAttr(ctypes.Structure):
+    """``BPF_ITER_CREATE``: a new seq_file descriptor that runs the iterator link ``link_fd``.
+
+    ``flags`` must be 0.
+    """
+
+    _fields_ = (
+        ("link_fd", u32),  # 0
+        ("flags", u32),    # 4
     )
 
 
@@ -395,6 +416,24 @@ class BpfProgInfo(ctypes.Structure):
     )
 
 
+class BpfBtfInfo(ctypes.Structure):
+    """``struct bpf_btf_info`` (32 bytes): ``BPF_OBJ_GET_INFO_BY_FD`` for a BTF object.
+
+    The kernel copies ``min(btf_size, its size)`` bytes of the raw blob to ``btf`` (and the
+    name to ``name``, at most ``name_len`` bytes) and writes back the real ``btf_size``,
+    ``name_len``, ``id`` and ``kernel_btf``.
+    """
+
+    _fields_ = (
+        ("btf", u64),         # 0
+        ("btf_size", u32),    # 8: in/out
+        ("id", u32),          # 12
+        ("name", u64),        # 16
+        ("name_len", u32),    # 24: in/out
+        ("kernel_btf", u32),  # 28
+    )
+
+
 class BpfLinkInfo(ctypes.Structure):
     """``struct bpf_link_info`` (64 bytes): the head (type, id, prog_id); the per-type union as raw bytes."""
 
@@ -421,5 +460,7 @@ PROG_ATTACH_SIZE: Final = ctypes.sizeof(ProgAttachAttr)
 RAW_TRACEPOINT_SIZE: Final = ctypes.sizeof(RawTracepointAttr)
 LINK_CREATE_SIZE: Final = ctypes.sizeof(LinkCreateAttr)
 LINK_DETACH_SIZE: Final = ctypes.sizeof(LinkDetachAttr)
+ITER_CREATE_SIZE: Final = ctypes.sizeof(IterCreateAttr)
+BTF_INFO_SIZE: Final = ctypes.sizeof(BpfBtfInfo)
 PROG_INFO_SIZE: Final = ctypes.sizeof(BpfProgInfo)
 LINK_INFO_SIZE: Final = ctypes.sizeof(BpfLinkInfo)

@@ -47,9 +47,11 @@ from loader.cpus import possible_cpus
 from loader.kernel import perf as _perf
 from loader.kernel import syscall as _sc
 from loader.kernel.attr import (
+    BTF_INFO_SIZE,
     BTF_LOAD_SIZE,
     GET_ID_SIZE,
     INFO_SIZE,
+    ITER_CREATE_SIZE,
     LINK_CREATE_SIZE,
     LINK_DETACH_SIZE,
     LINK_INFO_SIZE,
@@ -64,6 +66,7 @@ from loader.kernel.attr import (
     PROG_LOAD_SIZE,
     RAW_TRACEPOINT_SIZE,
     TEST_RUN_SIZE,
+    BpfBtfInfo,
     BpfLinkInfo,
     BpfMapInfo,
     BpfProgInfo,
@@ -71,6 +74,7 @@ from loader.kernel.attr import (
     Cmd,
     GetIdAttr,
     InfoAttr,
+    IterCreateAttr,
     LinkCreateAttr,
     LinkDetachAttr,
     MapBatchAttr,
@@ -110,6 +114,8 @@ _LINE_INFO_SIZE: Final = 16
 _NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 #: ``BPF_PERF_EVENT``: a link to a perf event (its cookie sits at offset 16 of the union).
 _ATTACH_PERF_EVENT: Final = 41
+#: ``BPF_TRACE_ITER``: an iterator link (``iter_info`` and ``iter_info_len`` in the union).
+_ATTACH_TRACE_ITER: Final = 28
 #: Attach types whose links read ``link_create.tracing`` (target BTF id, then the cookie at 24):
 #: ``BPF_TRACE_RAW_TP``, ``BPF_TRACE_FENTRY``, ``BPF_TRACE_FEXIT``, ``BPF_MODIFY_RETURN``, ``BPF_LSM_MAC``.
 _TRACING_ATTACH_TYPES: Final = frozenset({23, 24, 25, 26, 27})
@@ -657,6 +663,39 @@ class KernelBackend:
             tail = "; ".join(log.splitlines()[-4:])
             raise OSError(err.errno, f"{err.strerror}: BTF rejected: {tail}") from None
 
+    def btf_fd_by_id(self, btf_id: int) -> int:
+        """``BPF_BTF_GET_FD_BY_ID``: a new fd for the BTF object with this id (ENOENT if none)."""
+        a = GetIdAttr()
+        a.id = btf_id
+        return _sc.bpf(Cmd.BTF_GET_FD_BY_ID, a, GET_ID_SIZE)
+
+    def btf_raw(self, fd: int) -> bytes:
+        """The raw blob of the BTF object ``fd`` as the kernel keeps it (``BPF_OBJ_GET_INFO_BY_FD``).
+
+        One call learns the size, a second copies that many bytes into a buffer of that
+        size (again, larger, if the kernel says it needs more). ``EINVAL`` for an fd of
+        another BPF object.
+        """
+        _check_fd_kind(fd, "anon_inode:btf", "BTF")
+        size = 0
+        while True:
+            blob = ctypes.create_string_buffer(size) if size else None
+            info = BpfBtfInfo()
+            if blob is not None:
+                info.btf = ctypes.addressof(blob)
+                info.btf_size = size  # the kernel copies at most this much into blob
+            a = InfoAttr()
+            a.bpf_fd = fd
+            a.info_len = BTF_INFO_SIZE  # the kernel writes at most this much into info
+            a.info = ctypes.addressof(info)
+            _sc.bpf(Cmd.OBJ_GET_INFO_BY_FD, a, INFO_SIZE)
+            needed = int(info.btf_size)
+            if blob is not None and needed <= size:
+                return blob.raw[:needed]
+            if needed == 0:
+                return b""
+            size = needed
+
     @staticmethod
     def _btf_log(blob: ctypes.Array[ctypes.c_char], size: int) -> str:
         """The kernel's log for a BTF blob it rejects ("" if it loads after all)."""
@@ -895,21 +934,34 @@ class KernelBackend:
     # -- attaching programs ------------------------------------------------------------------
 
     def link_create(self, prog_fd: int, target_fd: int, attach_type: int, *, flags: int = 0,
-                    target_btf_id: int = 0, cookie: int = 0) -> int:
+                    target_btf_id: int = 0, cookie: int = 0, iter_info: bytes = b"") -> int:
         """``BPF_LINK_CREATE``: a link attaching the program to ``target_fd``; returns the link's fd.
 
         ``target_fd`` is an ifindex for ``BPF_XDP``, a perf event fd for
         ``BPF_PERF_EVENT``, a cgroup directory fd for cgroup attach types, a program fd for
-        freplace, 0 for fentry/fexit/lsm. ``cookie`` goes to ``perf_event.bpf_cookie``
-        (``BPF_PERF_EVENT``) or ``tracing.cookie`` (the tracing attach types); other attach
-        types have no cookie here (``ValueError``).
+        freplace, 0 for fentry/fexit/lsm and iterators. ``cookie`` goes to
+        ``perf_event.bpf_cookie`` (``BPF_PERF_EVENT``) or ``tracing.cookie`` (the tracing
+        attach types); other attach types have no cookie here (``ValueError``).
+        ``iter_info`` is a packed ``union bpf_iter_link_info`` for ``BPF_TRACE_ITER`` links
+        (``iter_info``/``iter_info_len``; ``b""`` passes NULL and 0); ``ValueError`` with
+        any other attach type, a ``target_btf_id`` or a ``cookie``.
         """
         a = LinkCreateAttr()
         a.prog_fd = prog_fd
         a.target_fd = target_fd
         a.attach_type = attach_type
         a.flags = flags
-        if attach_type == _ATTACH_PERF_EVENT:
+        info_buf = None
+        if iter_info:
+            if attach_type != _ATTACH_TRACE_ITER:
+                raise ValueError(f"iter_info is for BPF_TRACE_ITER links, not attach type {attach_type}")
+            if target_btf_id or cookie:
+                raise ValueError("BPF_TRACE_ITER links take no target_btf_id or cookie")
+            raw = bytes(iter_info)
+            info_buf = ctypes.create_string_buffer(raw, len(raw))  # the kernel reads len(raw) bytes
+            a.iter_info = ctypes.addressof(info_buf)
+            a.iter_info_len = len(raw)
+        elif attach_type == _ATTACH_PERF_EVENT:
             if target_btf_id:
                 raise ValueError("BPF_PERF_EVENT links take no target_btf_id")
             a.perf_event_cookie = cookie
@@ -919,7 +971,21 @@ class KernelBackend:
                 if attach_type not in _TRACING_ATTACH_TYPES:
                     raise ValueError(f"attach type {attach_type} takes no cookie in BPF_LINK_CREATE")
                 a.tracing_cookie = cookie
-        return _sc.bpf(Cmd.LINK_CREATE, a, LINK_CREATE_SIZE)
+        fd = _sc.bpf(Cmd.LINK_CREATE, a, LINK_CREATE_SIZE)
+        del info_buf  # (kept alive until the call returned)
+        return fd
+
+    def iter_create(self, link_fd: int) -> int:
+        """``BPF_ITER_CREATE``: a new read-only descriptor of a ``seq_file`` running iterator ``link_fd``.
+
+        The descriptor is an ordinary file descriptor (``O_CLOEXEC``) owned by the caller,
+        not a BPF object: ``read(2)`` it to EOF and ``close(2)`` it. Each one runs its own
+        iteration from the start. ``EINVAL`` for a link that is not an iterator (or an fd
+        that is not a link), ``EBADF`` for a closed descriptor.
+        """
+        a = IterCreateAttr()
+        a.link_fd = link_fd
+        return _sc.bpf(Cmd.ITER_CREATE, a, ITER_CREATE_SIZE)
 
     def raw_tracepoint_open(self, name: str | None, prog_fd: int, *, cookie: int = 0) -> int:
         """``BPF_RAW_TRACEPOINT_OPEN``: a link attaching a raw tracepoint program to tracepoint ``name``.

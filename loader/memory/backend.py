@@ -695,6 +695,25 @@ class MemoryBackend:
             self._btfs[obj.id] = obj
         return self._new_handle(obj)
 
+    def btf_fd_by_id(self, btf_id: int) -> int:
+        """``BPF_BTF_GET_FD_BY_ID``: a new handle to the BTF object with this id (ENOENT if none)."""
+        with self._lock:
+            obj = self._btfs.get(btf_id)
+            if obj is None:
+                raise oserror(errno.ENOENT, f"no BTF with id {btf_id}")
+            fd = next(self._handle_numbers)
+            self._handles[fd] = _Handle(obj, True, True)
+            obj.refs += 1
+            obj.urefs += 1
+        return fd
+
+    def btf_raw(self, fd: int) -> bytes:
+        """The blob given to :meth:`btf_load` (EBADF if ``fd`` is not open, EINVAL if it is no BTF)."""
+        obj = self._handle(fd).obj
+        if not isinstance(obj, BtfObject):
+            raise oserror(errno.EINVAL, f"handle {fd} is not BTF")
+        return obj.raw
+
     # -- programs ------------------------------------------------------------------------------------
 
     def _used_maps(self, insns: bytes, fd_array: tuple[int, ...]) -> list[MemoryMap]:
@@ -757,23 +776,50 @@ class MemoryBackend:
         if not 0 <= offset < m.value_size:
             raise oserror(errno.EINVAL, f"{where}: value offset {offset} beyond value_size {m.value_size}")
 
-    def _attach_target(self, a: ProgramAttrs) -> bool:
-        """Whether ``attach_prog_fd`` / ``attach_btf_obj_fd`` (one field in the kernel) names a program.
+    def _attach_target(self, a: ProgramAttrs) -> ProgObject | None:
+        """The program ``attach_prog_fd`` / ``attach_btf_obj_fd`` (one field in the kernel) names, if any.
 
-        As in ``bpf_prog_load``: a handle that is a program is the target program; one that
-        is BTF would be a module's or the kernel's BTF, which the model has none of
-        (ENOTSUPP, the kernel's answer for a program's BTF there); anything else EINVAL.
+        As in ``bpf_prog_load``: a handle that is a program is the target program (returned
+        with a reference taken, as the kernel's ``dst_prog``); one that is BTF would be a
+        module's or the kernel's BTF, which the model has none of (ENOTSUPP, the kernel's
+        answer for a program's BTF there); anything else EINVAL.
         """
         fd = a.attach_prog_fd if a.attach_prog_fd >= 0 else a.attach_btf_obj_fd
         if fd < 0:
-            return False
+            return None
         with self._lock:
             h = self._handles.get(fd)
-        if h is not None and isinstance(h.obj, ProgObject):
-            return True
+            if h is not None and isinstance(h.obj, ProgObject):
+                h.obj.refs += 1
+                return h.obj
         if h is not None and isinstance(h.obj, BtfObject):
             raise oserror(ENOTSUPP, f"attach BTF {fd} is not a kernel or module BTF")
         raise oserror(errno.EINVAL, f"attach target {fd} is neither a program nor BTF")
+
+    def _check_target_function(self, a: ProgramAttrs, target: ProgObject) -> None:
+        """``bpf_check_attach_target`` for a target program: EINVAL where the verifier refuses.
+
+        The target must have BTF, ``attach_btf_id`` must be a ``BTF_KIND_FUNC`` of it that
+        starts one of the target's subprograms (its func info), the target must not be of
+        the loading program's own type ("Cannot recursively attach"), and an extension
+        may only replace global functions.
+        """
+        with self._lock:
+            btf_obj = self._btfs.get(target.btf_id) if target.btf_id else None
+        if btf_obj is None:
+            raise oserror(errno.EINVAL, f"target program {target.name!r} has no BTF")
+        try:
+            func = btf_obj.spec.type_by_id(a.attach_btf_id)
+        except (btf.BTFError, IndexError, KeyError, ValueError):
+            raise oserror(errno.EINVAL, f"attach_btf_id {a.attach_btf_id} is invalid") from None
+        if a.attach_btf_id not in target.func_ids or not isinstance(func, btf.Func):
+            raise oserror(errno.EINVAL, f"subprog {func.name!r} (BTF id {a.attach_btf_id}) doesn't exist "
+                                        f"in target program {target.name!r}")
+        if target.prog_type == a.prog_type:
+            raise oserror(errno.EINVAL, f"cannot recursively attach to {ProgramType(a.prog_type)} program "
+                                        f"{target.name!r}")
+        if a.prog_type == ProgramType.EXT and func.linkage != btf.FuncLinkage.GLOBAL:
+            raise oserror(errno.EINVAL, f"cannot replace static function {func.name!r}")
 
     def prog_load(self, attrs: ProgramAttrs, *, log_level: int = 0, log_size: int = 0) -> tuple[int, str]:
         """``BPF_PROG_LOAD``: accept the program after the kernel's checks before its verifier.
@@ -786,10 +832,13 @@ class MemoryBackend:
         (see :meth:`_used_maps`), and with func/line info ``prog_btf_fd`` (EBADF, EINVAL) and
         the func info records (one ``BTF_KIND_FUNC`` per subprogram, at its first
         instruction: EINVAL otherwise). Without func/line info ``prog_btf_fd`` is ignored,
-        as by the kernel. The program holds references to its maps and BTF.
+        as by the kernel. With a target program (``attach_prog_fd``: freplace, fentry/fexit
+        on a BPF program) the verifier's checks of the target function are made too
+        (:meth:`_check_target_function`, EINVAL). The program holds references to its maps,
+        its target program and its BTF.
 
-        The verifier is not modelled: a program the kernel would reject may be accepted
-        here. With ``log_level`` > 0 the "log" is a one-line note saying so. ``ValueError``
+        The verifier is not modelled otherwise: a program the kernel would reject may be
+        accepted here. With ``log_level`` > 0 the "log" is a one-line note saying so. ``ValueError``
         as for the kernel backend (instructions not whole slots, names longer than 15 bytes
         or with a NUL, a license with a NUL).
         """
@@ -822,18 +871,26 @@ class MemoryBackend:
         if a.prog_type not in _KERNEL_PROG_TYPES:
             raise _prog_error(errno.EINVAL, f"unknown program type {a.prog_type}")
         try:
-            _check_attach(a, self._attach_target(a))
+            target = self._attach_target(a)
         except OSError as err:
             raise _prog_error(err.errno or errno.EINVAL, str(err.strerror)) from None
-        if any(c not in _STR_NAME_CHARS for c in a.name):
-            raise _prog_error(errno.EINVAL, f"program name {a.name!r}: only letters, digits, '_' and '.'")
-        if (a.func_info or a.line_info) and a.prog_btf_fd < 0:
-            raise _prog_error(errno.EINVAL, "func_info and line_info need prog_btf_fd")
         try:
+            _check_attach(a, target is not None)
+            if target is not None:
+                self._check_target_function(a, target)
+            if any(c not in _STR_NAME_CHARS for c in a.name):
+                raise oserror(errno.EINVAL, f"program name {a.name!r}: only letters, digits, '_' and '.'")
+            if (a.func_info or a.line_info) and a.prog_btf_fd < 0:
+                raise oserror(errno.EINVAL, "func_info and line_info need prog_btf_fd")
             used: list[BpfObject] = list(self._used_maps(insns, a.fd_array))
         except OSError as err:
+            if target is not None:
+                self.decref(target)
             raise _prog_error(err.errno or errno.EINVAL, str(err.strerror)) from None
+        if target is not None:
+            used.append(target)  # the kernel's dst_prog: held while the program lives
         btf_id = 0
+        func_ids: tuple[int, ...] = ()
         try:
             if a.func_info or a.line_info:  # without them the kernel ignores prog_btf_fd
                 btf_obj = self._btf_object(a.prog_btf_fd)
@@ -841,10 +898,12 @@ class MemoryBackend:
                 btf_id = btf_obj.id
                 if a.func_info:
                     _check_func_info(insns, bytes(a.func_info), btf_obj.spec)
+                    func_ids = tuple(type_id for _off, type_id in _FUNC_INFO.iter_unpack(bytes(a.func_info)))
             prog = ProgObject(
                 prog_type=a.prog_type, name=a.name, insns=insns, license=a.license, tag=_program_tag(insns),
                 expected_attach_type=a.expected_attach_type, prog_flags=a.prog_flags, used=used,
-                map_ids=tuple(m.id for m in used if isinstance(m, MemoryMap)), btf_id=btf_id)
+                map_ids=tuple(m.id for m in used if isinstance(m, MemoryMap)), btf_id=btf_id,
+                func_ids=func_ids)
             for m in used:  # bpf_check_tail_call: a program array belongs to the first program type
                 if isinstance(m, FdArrayMap) and m.map_type == MapType.PROG_ARRAY:
                     with m.lock:
@@ -921,9 +980,15 @@ class MemoryBackend:
         return oserror(errno.EOPNOTSUPP, f"MemoryBackend cannot attach programs ({what})")
 
     def link_create(self, prog_fd: int, target_fd: int, attach_type: int, *, flags: int = 0,
-                    target_btf_id: int = 0, cookie: int = 0) -> int:
-        """``BPF_LINK_CREATE``: ``EOPNOTSUPP`` (programs cannot be attached to a model)."""
+                    target_btf_id: int = 0, cookie: int = 0, iter_info: bytes = b"") -> int:
+        """``BPF_LINK_CREATE``: ``EOPNOTSUPP`` (programs cannot be attached to a model; iterators neither)."""
         raise self._cannot_attach("BPF_LINK_CREATE")
+
+    def iter_create(self, link_fd: int) -> int:
+        """``BPF_ITER_CREATE``: no handle of this backend is a link: EBADF if ``link_fd`` is not open,
+        else EINVAL (as the kernel answers for a descriptor that is not an iterator link)."""
+        self._handle(link_fd)
+        raise oserror(errno.EINVAL, f"handle {link_fd} is not an iterator link")
 
     def raw_tracepoint_open(self, name: str | None, prog_fd: int, *, cookie: int = 0) -> int:
         """``BPF_RAW_TRACEPOINT_OPEN``: ``EOPNOTSUPP``."""
@@ -1001,6 +1066,8 @@ _PROG_FLAGS = int(sum(ProgramFlags))
 _KERNEL_PROG_TYPES = frozenset(int(t) for t in ProgramType if t != ProgramType.UNSPEC)
 #: ``sizeof(struct bpf_func_info)`` / ``sizeof(struct bpf_line_info)``.
 _FUNC_INFO_SIZE, _LINE_INFO_SIZE = 8, 16
+#: ``struct bpf_func_info``: instruction offset, BTF type id.
+_FUNC_INFO = struct.Struct("=II")
 _STR_NAME_CHARS = frozenset(chr(c) for c in _NAME_CHARS)
 
 

@@ -75,17 +75,18 @@ class ProgObject(BpfObject):
     """A loaded program (``BPF_PROG_LOAD``): accepted, never verified and never run.
 
     ``used`` are the objects the program holds references to, in the order the kernel
-    records them: the maps its instructions name (``used_maps``), then its BTF.
+    records them: the maps its instructions name (``used_maps``), the target program of a
+    freplace or fentry/fexit program (``dst_prog``), then its BTF.
     """
 
-    __slots__ = ("btf_id", "expected_attach_type", "insns", "license", "map_ids", "name", "prog_flags",
-                 "prog_type", "tag", "used")
+    __slots__ = ("btf_id", "expected_attach_type", "func_ids", "insns", "license", "map_ids", "name",
+                 "prog_flags", "prog_type", "tag", "used")
 
     kind = "prog"
 
     def __init__(self, *, prog_type: int, name: str, insns: bytes, license: str, tag: bytes,
                  expected_attach_type: int, prog_flags: int, used: list[BpfObject], map_ids: tuple[int, ...],
-                 btf_id: int) -> None:
+                 btf_id: int, func_ids: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.prog_type = prog_type
         self.name = name
@@ -97,6 +98,8 @@ class ProgObject(BpfObject):
         self.used = used
         self.map_ids = map_ids
         self.btf_id = btf_id
+        #: The BTF type ids of the program's func info (one per subprogram): what freplace can target.
+        self.func_ids = func_ids
 
     def release(self) -> list[BpfObject]:
         """Give up the maps and the BTF the program held."""
