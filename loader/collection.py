@@ -49,7 +49,7 @@ from loader.errors import LoaderError, MapError, MapIncompatibleError
 from loader.kconfig import KCONFIG_MAP, kconfig_externs, kconfig_map
 from loader.map import Map, default_backend
 from loader.pinning import check_pin_dir, pin_file
-from loader.program import Program, kernel_btf_source, load_one
+from loader.program import Program, kernel_btf_source, load_one, target_program
 from loader.program_load import KconfigValues, ProgramBTF, line_info_strings
 
 #: Default size of the map-creation thread pool.
@@ -104,6 +104,7 @@ def load_collection(
     only: Iterable[str] | None = None,
     kernel_types: btf.Spec | None = None,
     log_level: int = 0,
+    program_targets: Mapping[str, Program] | None = None,
 ) -> Collection:
     """Create the maps (and programs) of ``spec``; see the module docstring for the steps.
 
@@ -116,10 +117,15 @@ def load_collection(
     - ``kernel_types``: BTF to resolve CO-RE relocations and attach targets against
       (default: the running kernel's).
     - ``log_level``: > 0 keeps each program's verifier log (``Program.verifier_log``).
+    - ``program_targets``: for extension (``freplace``) programs, the loaded program whose
+      function each replaces, by program name (see :meth:`Program.load`'s ``target``).
     """
     backend = backend or default_backend()
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    unknown = [n for n in program_targets or {} if n not in spec.programs]
+    if unknown:
+        raise KeyError(f"program_targets names {unknown}, which are not programs of the spec")
     map_names, program_names = select(spec, only)
     plans = plan_maps(spec, map_names, pin_path, map_replacements or {}, backend)
     chosen = [p for name, p in spec.programs.items() if name in program_names]
@@ -144,6 +150,7 @@ def load_collection(
                 log_level=log_level,
                 kconfig=kconfig,
                 program_btf=collection_btf.program if collection_btf else None,
+                targets=program_targets or {},
             )
         finally:
             if collection_btf is not None:
@@ -491,22 +498,27 @@ def load_programs(
     log_level: int,
     kconfig: KconfigValues | None = None,
     program_btf: ProgramBTF | None = None,
+    targets: Mapping[str, Program] | None = None,
 ) -> dict[str, Program]:
     """Load the ``chosen`` programs of ``spec``, with the collection's BTF ``program_btf``
-    (already loaded; None: without func/line info)."""
+    (already loaded; None: without func/line info); an extension program against its
+    target program in ``targets`` (held in use while it loads)."""
 
     def load(program: ProgramSpec) -> Program:
-        loaded = load_one(
-            program,
-            backend,
-            maps=maps,
-            types=spec.types,
-            externs=spec.externs,
-            program_btf=program_btf,
-            kernel=kernel,
-            log_level=log_level,
-            kconfig=kconfig,
-        )
+        target = (targets or {}).get(program.name)
+        with target_program(target, backend, program.name, "load") as held:
+            loaded = load_one(
+                program,
+                backend,
+                maps=maps,
+                types=spec.types,
+                externs=spec.externs,
+                program_btf=program_btf,
+                kernel=kernel,
+                log_level=log_level,
+                kconfig=kconfig,
+                target=held,
+            )
         created.add_program(loaded)
         return loaded
 

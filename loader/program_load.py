@@ -277,7 +277,8 @@ def attach_btf_target(
             "load",
             program.name,
             f"an extension (freplace) program is loaded against a target program, whose function "
-            f"{program.attach_to!r} it replaces: load it with Program.load(spec, target=target_program)",
+            f"{program.attach_to!r} it replaces: load it with Program.load(spec, target=target_program) "
+            f"or load_collection(..., program_targets={{{program.name!r}: target_program}})",
         )
     if program.type not in (ProgramType.TRACING, ProgramType.LSM):
         return 0

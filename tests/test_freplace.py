@@ -305,3 +305,34 @@ def test_btf_by_id_gives_back_the_blob_loaded(backend: RecordingKernel | Recordi
     with pytest.raises(OSError) as info:
         backend.btf_fd_by_id(0xFFFFFFF0)
     assert info.value.errno == errno.ENOENT
+
+
+def test_load_collection_loads_freplace_against_program_targets(
+        backend: RecordingKernel | RecordingMemory, targets: loader.Collection) -> None:
+    """``load_collection(program_targets=...)``: the same load as ``Program.load(target=...)``."""
+    target = targets.programs["classifier_prog"]
+    (func,) = target_btf(backend, target).types_by_name("global_mix", btf.Kind.FUNC)
+    backend.loads.clear()
+    try:
+        coll = loader.load_collection(FENTRY, backend=backend, only=["freplace_mix"],
+                                      program_targets={"freplace_mix": target})
+    except ProgramError as err:
+        assert isinstance(backend, KernelBackend), err
+        assert err.errno == errno.EPERM and err.program == "freplace_mix"  # this kernel: see above
+        coll = None
+    (attrs,) = [a for a in backend.loads if a.prog_type == ProgramType.EXT]
+    assert attrs.attach_prog_fd == target.fileno()
+    assert attrs.attach_btf_id == func.id
+    if coll is not None:
+        with coll:
+            assert isinstance(backend, MemoryBackend)
+            assert coll.programs["freplace_mix"].type == ProgramType.EXT
+
+
+def test_load_collection_refuses_unknown_program_targets(backend: RecordingKernel | RecordingMemory,
+                                                         targets: loader.Collection) -> None:
+    with pytest.raises(KeyError, match="no_such_program"):
+        loader.load_collection(FENTRY, backend=backend, only=["freplace_mix"],
+                               program_targets={"no_such_program": targets.programs["xdp_prog"]})
+    with pytest.raises(ProgramError, match=r"freplace_mix.*program_targets=\{'freplace_mix'"):
+        loader.load_collection(FENTRY, backend=backend, only=["freplace_mix"])
