@@ -222,11 +222,14 @@ class Map(LiveObject):
 
     # -- single elements -----------------------------------------------------------------------------
 
-    def lookup(self, key: KeyLike | None = None) -> Any:
+    def lookup(self, key: KeyLike | None = None, flags: int = 0) -> Any:
         """The value stored under ``key``: bytes; a list of bytes per CPU for per-CPU maps;
         the stored object's id (int) for program arrays and maps of maps.
 
         Queue/stack: the head without removing it (no key). ``KeyNotFoundError`` if absent.
+        ``flags``: ``UpdateFlags.LOCK`` (``BPF_F_LOCK``) copies the value out while holding
+        its ``struct bpf_spin_lock`` (``MapError`` EINVAL if the value has none). With or
+        without it, the lock's bytes read as zeros.
         """
         if key.__class__ is not bytes or len(key) != self._exact_key:
             key = self._key(key)
@@ -238,7 +241,7 @@ class Map(LiveObject):
         try:
             if handle._closed:
                 raise MapClosedError("lookup", self.name) from None
-            raw = self._lookup(handle._fd, key, self._value_len)
+            raw = self._lookup(handle._fd, key, self._value_len, flags)
         except OSError as err:
             if isinstance(err, LoaderError):
                 raise
@@ -295,10 +298,13 @@ class Map(LiveObject):
             key = self._key(key)
         self._call("delete", self._backend.map_delete, key)
 
-    def lookup_and_delete(self, key: KeyLike | None = None) -> Any:
-        """Remove and return the value under ``key`` (queue/stack: pop, no key)."""
+    def lookup_and_delete(self, key: KeyLike | None = None, flags: int = 0) -> Any:
+        """Remove and return the value under ``key`` (queue/stack: pop, no key).
+
+        ``flags``: ``UpdateFlags.LOCK`` as for :meth:`lookup` (hash maps only).
+        """
         raw = self._call("lookup_and_delete", self._backend.map_lookup_and_delete, self._key(key),
-                         self._value_len)
+                         self._value_len, int(flags))
         return self._decode_value(raw)
 
     def __getitem__(self, key: KeyLike) -> Any:
@@ -386,20 +392,30 @@ class Map(LiveObject):
 
     # -- batches ------------------------------------------------------------------------------------
 
-    def batch_lookup(self, cursor: BatchCursor, count: int = 4096) -> tuple[list[bytes], list[Any]]:
-        """Up to ``count`` entries after ``cursor`` (more if one hash bucket holds more); ``[]`` when done."""
-        return self._batch(cursor, count, delete=False)
+    def batch_lookup(
+        self, cursor: BatchCursor, count: int = 4096, flags: int = 0
+    ) -> tuple[list[bytes], list[Any]]:
+        """Up to ``count`` entries after ``cursor`` (more if one hash bucket holds more); ``[]`` when done.
+
+        ``flags`` are the batch's ``elem_flags``: only ``UpdateFlags.LOCK``, for values with a
+        ``struct bpf_spin_lock`` (each value is copied out holding it).
+        """
+        return self._batch(cursor, count, delete=False, flags=flags)
 
     def batch_lookup_and_delete(
-        self, cursor: BatchCursor, count: int = 4096
+        self, cursor: BatchCursor, count: int = 4096, flags: int = 0
     ) -> tuple[list[bytes], list[Any]]:
         """Like :meth:`batch_lookup`, removing what it returns."""
-        return self._batch(cursor, count, delete=True)
+        return self._batch(cursor, count, delete=True, flags=flags)
 
     def batch_update(
         self, keys: Sequence[KeyLike], values: Sequence[Any], flags: int = UpdateFlags.ANY
     ) -> int:
-        """Store ``values[i]`` under ``keys[i]``; returns how many were written."""
+        """Store ``values[i]`` under ``keys[i]``; returns how many were written.
+
+        ``flags`` are the batch's ``elem_flags``: the kernel takes only ``UpdateFlags.LOCK``
+        there (for values with a ``struct bpf_spin_lock``), not ``NOEXIST``/``EXIST``.
+        """
         if len(keys) != len(values):
             raise ValueError(f"map {self.name!r}: {len(keys)} keys but {len(values)} values")
         if not keys:
@@ -419,25 +435,29 @@ class Map(LiveObject):
                        len(keys), elem_flags=int(flags))
         return n
 
-    def batch_delete(self, keys: Sequence[KeyLike]) -> int:
-        """Remove ``keys``; returns how many were deleted."""
+    def batch_delete(self, keys: Sequence[KeyLike], flags: int = 0) -> int:
+        """Remove ``keys``; returns how many were deleted (``flags``: ``elem_flags``, as for
+        :meth:`batch_lookup`)."""
         if not keys:
             return 0
         packed = self._pack_keys(keys)
-        n: int = self._call("batch_delete", self._backend.map_delete_batch, packed, len(keys))
+        n: int = self._call("batch_delete", self._backend.map_delete_batch, packed, len(keys),
+                            elem_flags=int(flags))
         return n
 
     def iter_batches(
-        self, count: int = 4096, *, delete: bool = False
+        self, count: int = 4096, *, delete: bool = False, flags: int = 0
     ) -> Iterator[tuple[list[bytes], list[Any]]]:
-        """Every entry, ``count`` at a time (removing them if ``delete``)."""
+        """Every entry, ``count`` at a time (removing them if ``delete``; ``flags`` as for
+        :meth:`batch_lookup`)."""
         cursor = BatchCursor()
         while not cursor.done:
-            keys, values = self._batch(cursor, count, delete=delete)
+            keys, values = self._batch(cursor, count, delete=delete, flags=flags)
             if keys:
                 yield keys, values
 
-    def _batch(self, cursor: BatchCursor, count: int, *, delete: bool) -> tuple[list[bytes], list[Any]]:
+    def _batch(self, cursor: BatchCursor, count: int, *, delete: bool,
+               flags: int = 0) -> tuple[list[bytes], list[Any]]:
         if count < 1:
             raise ValueError(f"map {self.name!r}: batch count must be at least 1, got {count}")
         cursor._bind(self)
@@ -448,7 +468,8 @@ class Map(LiveObject):
         while True:
             try:
                 result = self._call(op, self._backend.map_lookup_batch, cursor._token, token_size,
-                                    self.key_size, self._value_len, count, delete=delete)
+                                    self.key_size, self._value_len, count, delete=delete,
+                                    elem_flags=int(flags))
                 break
             except MapError as err:
                 if err.errno != errno.ENOSPC or count >= MAX_BATCH:

@@ -46,9 +46,10 @@ class TypedMap:
             return [self._value.decode(v) for v in raw]
         return self._value.decode(raw)
 
-    def lookup(self, key: Any = None) -> Any:
-        """The decoded value under ``key``; ``KeyNotFoundError`` if absent."""
-        return self._decode_value(self.map.lookup(self._encode_key(key)))
+    def lookup(self, key: Any = None, flags: int = 0) -> Any:
+        """The decoded value under ``key``; ``KeyNotFoundError`` if absent (``flags`` as for
+        :meth:`Map.lookup <loader.Map.lookup>`)."""
+        return self._decode_value(self.map.lookup(self._encode_key(key), flags))
 
     def update(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
         """Store ``value`` (encoded) under ``key`` (encoded)."""

@@ -17,6 +17,10 @@ So that the two stay comparable without modelling the kernel's randomness:
   kernel's per-CPU LRU free lists evict at times the model does not reproduce);
 * ids (program arrays, maps of maps) are compared as "which object of my pool".
 
+Hash and array shapes whose BTF value holds a ``struct bpf_spin_lock`` (``Shape.spin_lock``)
+run with ``BPF_F_LOCK`` on lookups, updates and batches much of the time, and random bytes
+where the lock is (which must never be stored).
+
 **Buffer sizes** (:func:`test_buffer_sizes_are_exactly_what_the_kernel_uses`): the same
 kind of program runs on a :class:`CheckedKernelBackend`, a ``KernelBackend`` whose map
 methods first assert, from ``BPF_OBJ_GET_INFO_BY_FD``, that every key is ``key_size``
@@ -43,6 +47,7 @@ from typing import Any
 
 import pytest
 
+import btf
 import ebpfspec
 import loader
 from ebpfspec import MapFlags, MapSpec, MapType, UpdateFlags
@@ -70,17 +75,28 @@ class Shape:
     flags: int = 0
     map_extra: int = 0
     key_space: int = 0  # distinct keys the operations use (0: about twice max_entries)
+    spin_lock: int = -1  # offset of a struct bpf_spin_lock in the BTF value (-1: no BTF)
 
     @property
     def id(self) -> str:
         return (f"{self.type.name.lower()}-k{self.key_size}v{self.value_size}m{self.max_entries}"
-                f"f{self.flags:#x}" + (f"x{self.map_extra}" if self.map_extra else ""))
+                f"f{self.flags:#x}" + (f"x{self.map_extra}" if self.map_extra else "")
+                + (f"l{self.spin_lock}" if self.spin_lock >= 0 else ""))
 
     def spec(self) -> MapSpec:
         inner = INNER if self.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) else None
+        key = value = None
+        if self.spin_lock >= 0:  # key: an int of key_size bytes; value: a struct with the lock
+            types = btf.Spec.from_types([
+                btf.Int(1, "unsigned int", 4),
+                btf.Struct(2, "bpf_spin_lock", 4, (btf.Member("val", 1, 0),)),
+                btf.Struct(3, "fuzz_value", self.value_size, (btf.Member("lock", 2, 8 * self.spin_lock),)),
+                btf.Int(4, "fuzz_key", self.key_size),
+            ])
+            key, value = types.type_by_id(4), types.type_by_id(3)
         return MapSpec(name="fuzz", type=self.type, key_size=self.key_size, value_size=self.value_size,
                        max_entries=self.max_entries, flags=self.flags, map_extra=self.map_extra,
-                       inner_map=inner)
+                       inner_map=inner, key=key, value=value)
 
 
 def shapes(seed: int) -> list[Shape]:
@@ -104,6 +120,14 @@ def shapes(seed: int) -> list[Shape]:
         out.append(Shape(MapType.PROG_ARRAY, 4, 4, rng.choice((1, 4))))
     out.append(Shape(MapType.PERF_EVENT_ARRAY, 4, 4, 4))
     out.append(Shape(MapType.RINGBUF, 0, 0, 4096))
+    locks = random.Random(seed ^ 0x1F0C)  # (a generator of their own: the shapes above stay as they were)
+    for _ in range(2):
+        size = locks.choice((4, 8, 12, 24))
+        out.append(Shape(MapType.HASH, locks.choice((4, 8)), size, locks.choice((1, 8, 33)),
+                         ZERO_SEED | locks.choice((0, NO_PREALLOC)), spin_lock=locks.randrange(0, size, 4)))
+        size = locks.choice((4, 8, 12, 24))
+        out.append(Shape(MapType.ARRAY, 4, size, locks.choice((1, 5, 16)),
+                         spin_lock=locks.randrange(0, size, 4)))
     return list({s.id: s for s in out}.values())
 
 
@@ -118,6 +142,7 @@ def test_every_modelled_map_type_is_fuzzed() -> None:
                 MapType.BLOOM_FILTER}
     assert {s.type for s in SHAPES} == modelled
     assert len(SHAPES) >= 2 * len(modelled) - 4
+    assert {s.type for s in SHAPES if s.spin_lock >= 0} == {MapType.HASH, MapType.ARRAY}
 
 
 # -- one side of the lockstep: a map, its pool of objects, and how results are compared ----------------
@@ -222,24 +247,24 @@ class Op:
         """Apply to ``side``'s map; returns what the ``Map`` method returned."""
         m = side.map
         if self.kind == "lookup":
-            return m.lookup(self.key)
+            return m.lookup(self.key, self.flags)
         if self.kind == "update":
             return m.update(self.key, side.resolve(self.value), self.flags)
         if self.kind == "delete":
             return m.delete(self.key)  # type: ignore[arg-type]  # None on purpose for key-less maps
         if self.kind == "lookup_and_delete":
-            return m.lookup_and_delete(self.key)
+            return m.lookup_and_delete(self.key, self.flags)
         if self.kind == "contains":
             return self.value in m
         if self.kind == "keys":
             return list(m.keys())
         if self.kind == "batches":
-            return batches(m, self.count, self.delete)
+            return batches(m, self.count, self.delete, self.flags)
         if self.kind == "batch_update":
             return m.batch_update([k for k, _ in self.pairs],  # type: ignore[misc]
                                   [side.resolve(v) for _, v in self.pairs], self.flags)
         if self.kind == "batch_delete":
-            return m.batch_delete([k for k, _ in self.pairs])  # type: ignore[misc]
+            return m.batch_delete([k for k, _ in self.pairs], self.flags)  # type: ignore[misc]
         raise AssertionError(self.kind)
 
 
@@ -285,13 +310,27 @@ class Program:
         return rng.randbytes(size)
 
     def flags(self) -> int:
-        """Mostly ``ANY`` (all that maps of fds, queues and bloom filters take), sometimes worse."""
+        """Mostly ``ANY`` (all that maps of fds, queues and bloom filters take), sometimes worse.
+
+        With a spin lock in the value, ``LOCK`` (alone or with ``NOEXIST``/``EXIST``) half the time.
+        """
+        if self.shape.spin_lock >= 0 and self.rng.random() < 0.5:
+            return int(UpdateFlags.LOCK) | int(self.rng.choice((UpdateFlags.ANY, UpdateFlags.NOEXIST,
+                                                                 UpdateFlags.EXIST, UpdateFlags.ANY)))
         roll = self.rng.random()
         if roll < 0.08:
             return int(self.rng.choice((UpdateFlags.LOCK, 3, 8, 1 << 31)))
         if roll < 0.4:
             return int(self.rng.choice((UpdateFlags.NOEXIST, UpdateFlags.EXIST)))
         return int(UpdateFlags.ANY)
+
+    def read_flags(self) -> int:
+        """Lookup and batch flags: 0, except for values with a spin lock (mostly ``LOCK``, now and
+        then something the kernel refuses)."""
+        if self.shape.spin_lock < 0:
+            return 0  # (no random draw: the programs of the other shapes stay as they were)
+        return self.rng.choice((0, int(UpdateFlags.LOCK), int(UpdateFlags.LOCK), int(UpdateFlags.LOCK),
+                                int(UpdateFlags.EXIST), 8))
 
     def count(self) -> int:
         rng = self.rng
@@ -306,32 +345,34 @@ class Program:
         for _ in range(n):
             roll = rng.random()
             if keyed and roll < 0.25:
-                yield Op("lookup", self.key())
+                yield Op("lookup", self.key(), flags=self.read_flags())
             elif roll < 0.55:
                 key = self.key() if keyed or rng.random() < 0.1 else None
                 yield Op("update", key, self.value(), self.flags())
             elif roll < 0.65:
                 yield Op("delete", self.key())
             elif roll < 0.75:
-                yield Op("lookup_and_delete" if roll < 0.7 else "lookup", self.key() if keyed else None)
+                yield Op("lookup_and_delete" if roll < 0.7 else "lookup", self.key() if keyed else None,
+                         flags=self.read_flags())
             elif roll < 0.8:
                 yield Op("contains", value=self.key() if keyed else self.value())
             elif roll < 0.85:
                 yield Op("keys")
             elif roll < 0.93:
-                yield Op("batches", count=self.count(), delete=rng.random() < 0.3)
+                yield Op("batches", count=self.count(), delete=rng.random() < 0.3, flags=self.read_flags())
             elif roll < 0.97:
                 pairs = tuple((self.key(), self.value()) for _ in range(rng.randint(1, 4)))
                 yield Op("batch_update", pairs=pairs, flags=self.flags())
             else:
-                yield Op("batch_delete", pairs=tuple((self.key(), None) for _ in range(rng.randint(1, 4))))
+                yield Op("batch_delete", pairs=tuple((self.key(), None) for _ in range(rng.randint(1, 4))),
+                         flags=self.read_flags())
 
 
-def batches(m: Map, count: int, delete: bool) -> list[Any]:
+def batches(m: Map, count: int, delete: bool, flags: int = 0) -> list[Any]:
     """Every batch from a fresh cursor (at most 64 rounds), as one list of outcomes."""
     cursor, got = BatchCursor(), []
     for _ in range(64):
-        keys, values = (m.batch_lookup_and_delete if delete else m.batch_lookup)(cursor, count)
+        keys, values = (m.batch_lookup_and_delete if delete else m.batch_lookup)(cursor, count, flags)
         got.append((keys, values))
         if cursor.done or not keys:
             break
@@ -367,6 +408,8 @@ def test_lockstep(shape: Shape) -> None:
     sides = [side for _, side in created if side is not None]
     if len(sides) < 2:
         return
+    if shape.spin_lock >= 0:  # the lock is really there: the map was made with its BTF
+        assert [s.map.info().btf_fallback for s in sides] == ["", ""]
     try:
         program = Program(shape, kernel.possible_cpus(), f"{SEED}/{shape.id}")
         for step, op in enumerate(program.ops(OPS_PER_MAP)):

@@ -16,8 +16,17 @@ Modelled map types: ``HASH``, ``ARRAY``, ``PROG_ARRAY``, ``PERF_EVENT_ARRAY``,
 ``PERCPU_HASH``, ``PERCPU_ARRAY``, ``LRU_HASH``, ``LRU_PERCPU_HASH``, ``ARRAY_OF_MAPS``,
 ``HASH_OF_MAPS``, ``QUEUE``, ``STACK``, ``RINGBUF``, ``BLOOM_FILTER``. Creating another
 kernel map type fails with ``EOPNOTSUPP`` (an unknown type number with ``EINVAL``, as
-in the kernel). There are no perf events, no ``mmap`` and no BPF spin locks
-(``BPF_F_LOCK`` is ``EINVAL`` as for any map whose value has no ``struct bpf_spin_lock``).
+in the kernel). There are no perf events and no ``mmap``.
+
+BPF spin locks are modelled as user space sees them (:mod:`loader.memory.spinlock` finds
+them in the BTF value type as the kernel does, and refuses BTF whose structs misuse
+them): a map whose value holds a ``struct bpf_spin_lock`` must be a ``HASH`` or an
+``ARRAY`` (other types ``EOPNOTSUPP``, ``BPF_F_RDONLY_PROG``/``WRONLY_PROG`` ``EACCES``),
+its lock bytes are never stored from user space and read back as zeros, ``BPF_F_LOCK``
+is accepted by lookups, updates (with ``BPF_NOEXIST``/``BPF_EXIST`` too) and batch
+``elem_flags`` (``EINVAL`` for any other map), a ``BPF_F_LOCK`` update of an existing
+hash element keeps its place in the bucket, and map-in-map templates compare the locks'
+offsets. Nothing ever holds a lock here, so ``BPF_F_LOCK`` never waits.
 
 Programs are accepted but cannot run: :meth:`MemoryBackend.prog_load` makes the
 kernel's checks before the verifier (flags, instruction count, program type, name, the
@@ -35,9 +44,9 @@ existing directory (ENOENT otherwise). Besides the protocol,
 still open, for leak checks.
 
 Where the model is narrower than the kernel: BTF is checked by :func:`btf.load_spec`
-(the kernel's verifier refuses more), special BTF fields (spin locks, timers, kptrs)
-are not recognised, the LRU lists are one CPU's view (see :mod:`loader.memory.lru`),
-and no operation ever fails for lack of memory.
+(the kernel's verifier refuses more), special BTF fields other than spin locks (timers,
+kptrs, list heads, ...) are not recognised, the LRU lists are one CPU's view (see
+:mod:`loader.memory.lru`), and no operation ever fails for lack of memory.
 
 Passing a key or value of the wrong size (or a wrong ``value_size``/``key_size``
 argument) raises ``ValueError``: with the kernel it would be a buffer overrun, a bug in
@@ -71,6 +80,7 @@ from loader.cpus import possible_cpus as _system_possible_cpus
 from loader.memory import kconst as k
 from loader.memory.maps import F_LOCK, FdArrayMap, InnerTemplate, MemoryMap, map_class
 from loader.memory.objects import ENOTSUPP, BpfObject, BtfObject, ProgObject, oserror
+from loader.memory.spinlock import check_struct_spin_locks, value_spin_locks, without_locks
 
 __all__ = ["MemoryBackend"]
 
@@ -113,9 +123,25 @@ def _not_writable(m: MemoryMap) -> OSError:
     return oserror(errno.EPERM, "the map is frozen" if m.frozen else "the handle is read-only")
 
 
-def _bad_elem_flags(flags: int) -> OSError:
-    """EINVAL for batch ``elem_flags``: only BPF_F_LOCK exists, and no value here has a spin lock."""
-    return oserror(errno.EINVAL, f"elem_flags {flags:#x}: only BPF_F_LOCK, for values with a bpf_spin_lock")
+#: The map types whose value may hold a ``struct bpf_spin_lock`` (of those the model has).
+_SPIN_LOCK_TYPES = frozenset({MapType.HASH, MapType.ARRAY})
+
+
+def _check_lock_flag(m: MemoryMap, flags: int) -> None:
+    """EINVAL for ``BPF_F_LOCK`` on a map whose value has no ``struct bpf_spin_lock``."""
+    if flags & F_LOCK and not m.spin_locks:
+        raise oserror(errno.EINVAL, "BPF_F_LOCK: the map's value has no bpf_spin_lock")
+
+
+def _check_elem_flags(m: MemoryMap, flags: int) -> None:
+    """EINVAL for batch ``elem_flags`` other than ``BPF_F_LOCK``, and for that one without a spin lock."""
+    if flags & ~F_LOCK or (flags & F_LOCK and not m.spin_locks):
+        raise oserror(errno.EINVAL, f"elem_flags {flags:#x}: BPF_F_LOCK alone, for a bpf_spin_lock")
+
+
+def _stored(m: MemoryMap, value: bytes) -> bytes:
+    """``value`` as the map keeps it: its spin locks' bytes are never copied from user space."""
+    return without_locks(value, m.spin_locks) if m.spin_locks else bytes(value)
 
 
 def _sized_type(spec: btf.Spec, type_id: int) -> tuple[btf.Type, int]:
@@ -309,7 +335,7 @@ class MemoryBackend:
         if inner.meta_equal() is None:
             raise oserror(ENOTSUPP, f"{inner.map_type} maps cannot be inner maps")
         return InnerTemplate(inner.map_type, inner.key_size, inner.value_size, inner.max_entries,
-                             inner.map_flags)
+                             inner.map_flags, inner.spin_locks)
 
     def _btf_object(self, fd: int) -> BtfObject:
         """``btf_get_by_fd``: a reference to the BTF behind ``fd``."""
@@ -334,7 +360,14 @@ class MemoryBackend:
         value_type, value_size = _sized_type(btf_obj.spec, value_id)
         if value_size != m.value_size:
             raise oserror(errno.EINVAL, f"BTF value type is {value_size} bytes, value_size is {m.value_size}")
+        locks = value_spin_locks(value_type)
+        if locks:
+            if m.map_flags & (k.BPF_F_RDONLY_PROG | k.BPF_F_WRONLY_PROG):
+                raise oserror(errno.EACCES, "a value with a bpf_spin_lock: no BPF_F_RDONLY_PROG/WRONLY_PROG")
+            if m.map_type not in _SPIN_LOCK_TYPES:
+                raise oserror(errno.EOPNOTSUPP, f"{m.map_type} maps cannot hold a bpf_spin_lock")
         m.check_btf(key_type, value_type)
+        m.spin_locks = locks
 
     # -- single elements -----------------------------------------------------------------------
 
@@ -377,8 +410,7 @@ class MemoryBackend:
             self._alive(m)
             if not h.read:
                 raise oserror(errno.EPERM, "the handle is write-only")
-            if flags & F_LOCK:
-                raise oserror(errno.EINVAL, "BPF_F_LOCK: the map's value has no bpf_spin_lock")
+            _check_lock_flag(m, flags)
             return m.lookup(bytes(key), None if value is None else bytes(value))
 
     def map_update(self, fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
@@ -390,9 +422,8 @@ class MemoryBackend:
             self._alive(m)
             if not self._writable(h, m):
                 raise _not_writable(m)
-            if flags & F_LOCK:
-                raise oserror(errno.EINVAL, "BPF_F_LOCK: the map's value has no bpf_spin_lock")
-            m.update(bytes(key), bytes(value), flags)
+            _check_lock_flag(m, flags)
+            m.update(bytes(key), _stored(m, value), flags)
 
     def map_delete(self, fd: int, key: bytes) -> None:
         """``BPF_MAP_DELETE_ELEM``."""
@@ -417,8 +448,7 @@ class MemoryBackend:
                 raise oserror(errno.EPERM, "lookup-and-delete needs a readable and writable map")
             if flags and m.map_type in (MapType.QUEUE, MapType.STACK):
                 raise oserror(errno.EINVAL, "queues and stacks take no flags here")
-            if flags & F_LOCK:
-                raise oserror(errno.EINVAL, "BPF_F_LOCK: the map's value has no bpf_spin_lock")
+            _check_lock_flag(m, flags)
             if m.map_type not in _LOOKUP_AND_DELETE_TYPES:
                 raise oserror(ENOTSUPP, f"{m.map_type} maps have no lookup-and-delete")
             return m.pop(bytes(key))
@@ -469,8 +499,7 @@ class MemoryBackend:
                 raise ValueError(f"batch_size {batch_size}: this map's cursor needs {cursor} bytes")
             if in_batch is not None and len(in_batch) != batch_size:
                 raise ValueError(f"in_batch is {len(in_batch)} bytes, not batch_size={batch_size}")
-            if elem_flags:
-                raise _bad_elem_flags(elem_flags)
+            _check_elem_flags(m, elem_flags)
             return m.lookup_batch(None if in_batch is None else bytes(in_batch), batch_size, count, delete)
 
     def _write_batch_map(self, fd: int) -> tuple[_Handle, MemoryMap]:
@@ -486,7 +515,8 @@ class MemoryBackend:
         """``BPF_MAP_UPDATE_BATCH`` (``generic_map_update_batch``): one update after the other.
 
         On failure the ``OSError`` has ``count``: the entries written before it. Like the
-        kernel, ``elem_flags`` may only be ``BPF_F_LOCK`` (so NOEXIST/EXIST are EINVAL).
+        kernel, ``elem_flags`` may only be ``BPF_F_LOCK`` (so NOEXIST/EXIST are EINVAL), and
+        only for a value with a spin lock.
         """
         if count <= 0:
             raise ValueError(f"batch count must be positive, not {count}")
@@ -496,7 +526,7 @@ class MemoryBackend:
                              f"of {m.key_size}/{m.user_value_size} bytes")
         ks, vs = m.key_size, m.user_value_size
         key_list = [bytes(keys[i * ks:(i + 1) * ks]) for i in range(count)]
-        value_list = [bytes(values[i * vs:(i + 1) * vs]) for i in range(count)]
+        value_list = [_stored(m, values[i * vs:(i + 1) * vs]) for i in range(count)]
         with m.lock:
             try:
                 self._alive(m)
@@ -504,11 +534,10 @@ class MemoryBackend:
                     raise _not_writable(m)
                 if "update" not in m.batch_ops:
                     raise oserror(ENOTSUPP, f"{m.map_type} maps have no batch update")
-                if elem_flags:
-                    raise _bad_elem_flags(elem_flags)
+                _check_elem_flags(m, elem_flags)
             except OSError as err:
                 raise _with_count(err) from None
-            return m.update_batch(key_list, value_list, 0)
+            return m.update_batch(key_list, value_list, elem_flags)
 
     def map_delete_batch(self, fd: int, keys: bytes, count: int, *, elem_flags: int = 0) -> int:
         """``BPF_MAP_DELETE_BATCH`` (``generic_map_delete_batch``); ``count`` on the error as for updates."""
@@ -526,8 +555,7 @@ class MemoryBackend:
                     raise _not_writable(m)
                 if "delete" not in m.batch_ops:
                     raise oserror(ENOTSUPP, f"{m.map_type} maps have no batch delete")
-                if elem_flags:
-                    raise _bad_elem_flags(elem_flags)
+                _check_elem_flags(m, elem_flags)
             except OSError as err:
                 raise _with_count(err) from None
             return m.delete_batch(key_list)
@@ -689,6 +717,7 @@ class MemoryBackend:
                 pass
         except (btf.BTFError, ValueError) as err:
             raise oserror(errno.EINVAL, f"BTF rejected: {err}") from None
+        check_struct_spin_locks(spec)
         obj = BtfObject(data, spec)
         with self._lock:
             obj.id = next(self._btf_ids)

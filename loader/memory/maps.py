@@ -66,7 +66,8 @@ def _index(key: bytes) -> int:
 class InnerTemplate:
     """The kernel's ``inner_map_meta``: what an inner map of a map-in-map must look like.
 
-    ``bpf_map_meta_equal`` compares type, key size, value size and flags;
+    ``bpf_map_meta_equal`` compares type, key size, value size, flags and the special
+    fields of the value (``btf_record_equal``: here the spin locks' offsets);
     ``array_map_meta_equal`` (arrays) also ``max_entries`` unless the template has
     ``BPF_F_INNER_MAP``.
     """
@@ -76,11 +77,12 @@ class InnerTemplate:
     value_size: int
     max_entries: int
     map_flags: int
+    spin_locks: tuple[int, ...] = ()
 
     def matches(self, m: MemoryMap) -> bool:
         """Whether ``m`` may be stored in a map-in-map made from this template."""
         if (m.map_type != self.map_type or m.key_size != self.key_size or m.value_size != self.value_size
-                or m.map_flags != self.map_flags):
+                or m.map_flags != self.map_flags or m.spin_locks != self.spin_locks):
             return False
         if m.meta_equal() == "array" and not self.map_flags & k.BPF_F_INNER_MAP:
             return m.max_entries == self.max_entries
@@ -96,8 +98,8 @@ class MemoryMap(BpfObject):
 
     __slots__ = (
         "btf", "btf_key_type_id", "btf_value_type_id", "dead", "frozen", "inner", "key_size", "lock",
-        "map_extra", "map_flags", "map_type", "max_entries", "name", "ncpus", "table", "user_value_size",
-        "value_size",
+        "map_extra", "map_flags", "map_type", "max_entries", "name", "ncpus", "spin_locks", "table",
+        "user_value_size", "value_size",
     )
 
     kind = "map"
@@ -120,6 +122,9 @@ class MemoryMap(BpfObject):
         self.btf: BtfObject | None = None
         self.btf_key_type_id = 0
         self.btf_value_type_id = 0
+        #: offsets of the value's ``struct bpf_spin_lock`` fields (from its BTF, see
+        #: :mod:`loader.memory.spinlock`): user space never writes them, reads them as zeros
+        self.spin_locks: tuple[int, ...] = ()
         self.lock = threading.Lock()
         self.frozen = False
         self.dead = False
@@ -350,8 +355,9 @@ class ArrayMap(MemoryMap):
         return self._values.get(index, self._zero)
 
     def update(self, key: bytes, value: bytes, flags: int) -> None:
-        # array_map_update_elem / bpf_percpu_array_update (BPF_F_LOCK was refused before)
-        if flags > EXIST:
+        # array_map_update_elem / bpf_percpu_array_update (BPF_F_LOCK was refused before for values
+        # without a spin lock; with one, the value is copied in place, the lock left alone)
+        if flags & ~F_LOCK > EXIST:
             raise oserror(errno.EINVAL, f"unknown update flags {flags:#x}")
         index = _index(key)
         if index >= self.max_entries:
@@ -566,8 +572,8 @@ class HashMap(MemoryMap):
     """``HASH``, ``PERCPU_HASH``, ``LRU_HASH``, ``LRU_PERCPU_HASH``, ``HASH_OF_MAPS``.
 
     Buckets like the kernel's: ``n_buckets = roundup_pow_of_two(max_entries)``, a new or
-    replaced element goes to the head of its bucket (per-CPU and map-of-maps updates happen
-    in place),
+    replaced element goes to the head of its bucket (per-CPU and map-of-maps updates, and
+    ``BPF_F_LOCK`` updates of an existing element, happen in place),
     ``get_next_key`` walks bucket by bucket from the head, and batches return whole
     buckets (ENOSPC when the first bucket does not fit). The bucket of a key is the
     kernel's ``jhash`` with seed 0, for every map: a ``BPF_F_ZERO_SEED`` map walks in
@@ -755,10 +761,11 @@ class HashMap(MemoryMap):
         values[key] = stored
         if not present:
             self._link(key)
-        elif not self._percpu and self.map_type != MapType.HASH_OF_MAPS:
+        elif not self._percpu and self.map_type != MapType.HASH_OF_MAPS and not flags & F_LOCK:
             self._relink(key)  # a new element at the head replaces the old one
         # per-CPU hashes and maps of maps (htab_map_update_elem_in_place, as Linux 6.18 does)
-        # update the element in place: it keeps its position in the bucket
+        # update the element in place: it keeps its position in the bucket; so does an
+        # existing element updated with BPF_F_LOCK (copy_map_value_locked into it)
         if isinstance(old, BpfObject):
             self.table.decref(old)
 
