@@ -750,3 +750,29 @@ def test_btf_load_rejects_bad_blob_with_log(kb: KernelBackend) -> None:
     with pytest.raises(OSError) as info:
         kb.btf_load(b"not btf at all")
     assert info.value.errno == errno.EINVAL
+
+
+@pytest.mark.kernel
+def test_interleaved_maps_and_flags_on_one_thread(kb: KernelBackend, make_map: MakeMap) -> None:
+    """The per-thread attrs remember the last map fd and flags they were set to: calls that
+    alternate between maps, flags and commands must each reach the map and flags they name."""
+    a = make_map(HASH, 4, 8, 16)
+    b = make_map(HASH, 4, 8, 16)
+    queue = make_map(QUEUE, 0, 8, 4)
+    for i in range(8):
+        kb.map_update(a, u32(i), u64(100 + i))
+        kb.map_update(b, u32(i), u64(200 + i), NOEXIST)
+        if i < 4:
+            kb.map_update(queue, b"", u64(300 + i))
+        assert errno_of(partial(kb.map_update, a, u32(i), u64(0), NOEXIST)) == errno.EEXIST
+        assert kb.map_lookup(b, u32(i), 8) == u64(200 + i)
+        kb.map_update(a, u32(i), u64(150 + i), EXIST)  # EXIST right after NOEXIST on the same map
+        assert kb.map_lookup(a, u32(i), 8) == u64(150 + i)
+    assert errno_of(lambda: kb.map_update(b, u32(99), u64(0), EXIST)) == errno.ENOENT
+    assert kb.map_lookup_and_delete(a, u32(3), 8) == u64(153)
+    assert errno_of(lambda: kb.map_lookup(a, u32(3), 8)) == errno.ENOENT
+    assert kb.map_lookup(b, u32(3), 8) == u64(203)  # the other map untouched
+    assert kb.map_lookup_and_delete(queue, b"", 8) == u64(300)  # the key-less attrs, then a keyed one
+    assert kb.map_lookup(b, u32(7), 8) == u64(207)
+    assert errno_of(lambda: kb.map_lookup(a, u32(0), 8, NOEXIST)) == errno.EINVAL  # bad lookup flags
+    assert kb.map_lookup(a, u32(0), 8) == u64(150)  # and back to 0 for the next call

@@ -139,12 +139,13 @@ class _Scratch:
     ``elem_nokey`` the same with a NULL key (queue, stack, bloom filter: the kernel wants
     NULL when the key size is 0); ``delete`` (key only) and ``next``/``first``
     (key or NULL, next key into the value buffer) keep the fields their commands must
-    see as zero at zero. Only the map fd and the flags change per call.
+    see as zero at zero. Only the map fd and the flags change per call (``elem``'s only
+    through :meth:`set_elem`).
     """
 
     __slots__ = (
-        "delete", "delete_ptr", "elem", "elem_nokey", "elem_nokey_ptr", "elem_ptr", "first",
-        "first_ptr", "key_addr", "key_buf", "key_cap", "key_mv", "next", "next_ptr",
+        "delete", "delete_ptr", "elem", "elem_fd", "elem_flags", "elem_nokey", "elem_nokey_ptr", "elem_ptr",
+        "first", "first_ptr", "key_addr", "key_buf", "key_cap", "key_mv", "next", "next_ptr",
         "val_addr", "val_buf", "val_cap", "val_mv",
     )
 
@@ -160,10 +161,21 @@ class _Scratch:
         self.delete_ptr = ctypes.c_void_p(ctypes.addressof(self.delete))
         self.next_ptr = ctypes.c_void_p(ctypes.addressof(self.next))
         self.first_ptr = ctypes.c_void_p(ctypes.addressof(self.first))
+        # What ``elem``'s map_fd and flags hold, mirrored: comparing Python ints is cheaper
+        # than storing into ctypes fields on every call. Only set_elem() changes them.
+        self.elem_fd = -1
+        self.elem_flags = -1
         self.key_cap = 0
         self.val_cap = 0
         self.grow_key(_MIN_SCRATCH)
         self.grow_value(_MIN_SCRATCH)
+
+    def set_elem(self, fd: int, flags: int) -> None:
+        """Point ``elem`` at map ``fd`` with ``flags`` (and remember them)."""
+        self.elem.map_fd = fd
+        self.elem.flags = flags
+        self.elem_fd = fd
+        self.elem_flags = flags
 
     def grow_key(self, n: int) -> None:
         """Make the key buffer at least ``n`` bytes and point the attrs at it."""
@@ -342,9 +354,8 @@ class KernelBackend:
                 if n > st.key_cap:
                     st.grow_key(n)
                 st.key_buf.raw = key  # copies len(key) bytes: cheaper than a memoryview slice
-                a = st.elem
-                a.map_fd = fd
-                a.flags = flags
+                if st.elem_fd != fd or st.elem_flags != flags:  # ctypes field stores cost more
+                    st.set_elem(fd, flags)
                 ptr = st.elem_ptr
             else:
                 if value is None:
@@ -377,9 +388,8 @@ class KernelBackend:
                 if n > st.key_cap:
                     st.grow_key(n)
                 st.key_buf.raw = key
-                a = st.elem
-                a.map_fd = fd
-                a.flags = flags
+                if st.elem_fd != fd or st.elem_flags != flags:
+                    st.set_elem(fd, flags)
                 ptr = st.elem_ptr
             else:
                 a = st.elem_nokey
@@ -424,13 +434,14 @@ class KernelBackend:
                 if n > st.key_cap:
                     st.grow_key(n)
                 st.key_buf.raw = key
-                a = st.elem
+                if st.elem_fd != fd or st.elem_flags != flags:
+                    st.set_elem(fd, flags)
                 ptr = st.elem_ptr
             else:
                 a = st.elem_nokey
+                a.map_fd = fd
+                a.flags = flags
                 ptr = st.elem_nokey_ptr
-            a.map_fd = fd
-            a.flags = flags
             if _SYSCALL(_NR, _LOOKUP_AND_DELETE, ptr, MAP_ELEM_SIZE) < 0:
                 _raise_errno()
             return st.val_buf[:value_size]  # type: ignore[return-value]  # bytes, as above
