@@ -44,6 +44,10 @@ N_CREATE = 1000
 #: other side's figure.
 START_SETTLE = 1.0
 SETTLE = 0.1
+#: Fewest rounds of the create rows: the kernel's share of a creation (allocation, the
+#: deferred frees of earlier maps) varies by 2x from one sample to the next on either side,
+#: so the best of a few samples is not yet each side's steady figure.
+MIN_CREATE_ROUNDS = 15
 #: At most this many timed rounds for the 1M-entry groups (each pass takes seconds).
 MAX_BIG_ROUNDS = 3
 
@@ -950,8 +954,9 @@ def _create_row(peer: str) -> None:
     def measure(ctx: Context) -> Result:
         if (reason := bpf_unusable()) is not None:
             return skip(reason, target=CREATE_TARGET, unit="µs")
+        rounds = max(ctx.repeat, MIN_CREATE_ROUNDS)
         run = _cached(ctx, "create", lambda p: python_child(
-            _CREATE, [str(N_CREATE), str(ctx.repeat), p.argv0, str(START_SETTLE), str(SETTLE)],
+            _CREATE, [str(N_CREATE), str(rounds), p.argv0, str(START_SETTLE), str(SETTLE)],
             root=ctx.root))
         peer_note = (
             "peer = libbpf.so.1's bpf_map_create(BPF_MAP_TYPE_HASH, \"bench_create\", 4, 8, 1024, NULL) "
@@ -965,7 +970,8 @@ def _create_row(peer: str) -> None:
             run, "ours", side, peer, N_CREATE, "µs", CREATE_TARGET,
             [
                 f"create rows: one fresh `python -c` runs ours, libbpf via ctypes and the libbpf C loop turn "
-                f"about for {ctx.repeat} rounds after one untimed warm-up round each; a sample is "
+                f"about for {rounds} rounds (at least {MIN_CREATE_ROUNDS}: the kernel's share varies "
+                f"by 2x between samples) after one untimed warm-up round each; a sample is "
                 f"{N_CREATE:,} creations + closes, divided by {N_CREATE:,}; the kernel frees a closed map "
                 f"later, in a work queue: an untimed {START_SETTLE:g} s pause at the start (for the maps "
                 f"of earlier rows) and {SETTLE * 1e3:.0f} ms before each sample let those frees finish",
