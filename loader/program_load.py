@@ -6,7 +6,9 @@ The steps, each a small function below:
    offsets into the data section's value).
 2. :func:`resolve_externs` — kfunc calls get the kernel's BTF id of the function, typed
    ``__ksym`` variables its BTF id (``BPF_PSEUDO_BTF_ID``), untyped ones their kallsyms
-   address; ``.kconfig`` values are not supported yet (a clear ``NotSupportedError``).
+   address (all in vmlinux: kernel modules' BTF is not searched, so a module's kfunc is a
+   clear ``NotSupportedError``); ``.kconfig`` values from the ``.kconfig`` map
+   (:mod:`loader.kconfig`).
 3. :func:`apply_core` — CO-RE relocations resolved against the kernel's BTF (or the
    ``kernel_types`` given) by :mod:`btf.core`, and patched into the instructions.
 4. :func:`ext_info_records` — BTF func_info / line_info in the kernel's record layout.
@@ -143,7 +145,9 @@ def resolve_externs(
         if insn.is_call and insn.src == PSEUDO_KFUNC_CALL:
             funcs = kernel().types_by_name(name, btf.Kind.FUNC)
             if not funcs:
-                raise NotSupportedError(f"program {program.name!r}: the kernel has no kfunc {name!r}")
+                raise NotSupportedError(
+                    f"program {program.name!r}: the kernel has no kfunc {name!r} "
+                    "(searched in vmlinux's BTF; kernel modules' kfuncs are not supported)")
             insns[i] = insn.replace(constant=funcs[0].id, offset=0)
         elif kind == ExternKind.KSYM and extern is not None and is_typed_ksym(extern):
             variables = kernel().types_by_name(name, btf.Kind.VAR)
