@@ -62,6 +62,7 @@ import os
 import struct
 import sys
 import threading
+from collections.abc import Mapping
 
 import btf
 from ebpfspec.enums import AttachType, MapType, ProgramFlags, ProgramType
@@ -206,11 +207,24 @@ class MemoryBackend:
     def _new_handle(self, obj: BpfObject, *, read: bool = True, write: bool = True) -> int:
         """A new handle to ``obj`` (taking a reference)."""
         with self._lock:
-            fd = next(self._handle_numbers)
-            self._handles[fd] = _Handle(obj, read, write)
-            obj.refs += 1
-            obj.urefs += 1
+            return self._new_handle_locked(obj, read, write)
+
+    def _new_handle_locked(self, obj: BpfObject, read: bool, write: bool) -> int:
+        """:meth:`_new_handle` with :attr:`_lock` already held."""
+        fd = next(self._handle_numbers)
+        self._handles[fd] = _Handle(obj, read, write)
+        obj.refs += 1
+        obj.urefs += 1
         return fd
+
+    def _handle_by_id(self, objects: Mapping[int, BpfObject], object_id: int, what: str) -> int:
+        """``BPF_*_GET_FD_BY_ID``: a new read-write handle to ``objects[object_id]`` (ENOENT if
+        none), found and referenced under one hold of the lock, so it cannot go away between."""
+        with self._lock:
+            obj = objects.get(object_id)
+            if obj is None:
+                raise oserror(errno.ENOENT, f"no {what} with id {object_id}")
+            return self._new_handle_locked(obj, True, True)
 
     def _handle(self, fd: int) -> _Handle:
         with self._lock:
@@ -596,15 +610,7 @@ class MemoryBackend:
 
     def map_fd_by_id(self, map_id: int) -> int:
         """``BPF_MAP_GET_FD_BY_ID``: a new read-write handle to the map with this id (ENOENT if none)."""
-        with self._lock:
-            m = self._maps.get(map_id)
-            if m is None:
-                raise oserror(errno.ENOENT, f"no map with id {map_id}")
-            fd = next(self._handle_numbers)
-            self._handles[fd] = _Handle(m, True, True)
-            m.refs += 1
-            m.urefs += 1
-        return fd
+        return self._handle_by_id(self._maps, map_id, "map")
 
     # -- objects --------------------------------------------------------------------------------
 
@@ -726,15 +732,7 @@ class MemoryBackend:
 
     def btf_fd_by_id(self, btf_id: int) -> int:
         """``BPF_BTF_GET_FD_BY_ID``: a new handle to the BTF object with this id (ENOENT if none)."""
-        with self._lock:
-            obj = self._btfs.get(btf_id)
-            if obj is None:
-                raise oserror(errno.ENOENT, f"no BTF with id {btf_id}")
-            fd = next(self._handle_numbers)
-            self._handles[fd] = _Handle(obj, True, True)
-            obj.refs += 1
-            obj.urefs += 1
-        return fd
+        return self._handle_by_id(self._btfs, btf_id, "BTF")
 
     def btf_raw(self, fd: int) -> bytes:
         """The blob given to :meth:`btf_load` (EBADF if ``fd`` is not open, EINVAL if it is no BTF)."""
@@ -992,15 +990,7 @@ class MemoryBackend:
 
     def prog_fd_by_id(self, prog_id: int) -> int:
         """``BPF_PROG_GET_FD_BY_ID``: a new handle to the program with this id (ENOENT if none)."""
-        with self._lock:
-            prog = self._progs.get(prog_id)
-            if prog is None:
-                raise oserror(errno.ENOENT, f"no program with id {prog_id}")
-            fd = next(self._handle_numbers)
-            self._handles[fd] = _Handle(prog, True, True)
-            prog.refs += 1
-            prog.urefs += 1
-        return fd
+        return self._handle_by_id(self._progs, prog_id, "program")
 
     # -- attaching programs: nothing can be attached here ---------------------------------------------
 
